@@ -1,0 +1,3 @@
+from legalft.cli import main
+import sys
+sys.exit(main())

@@ -1,0 +1,52 @@
+"""Shared fixtures: every test gets its own LEGALFT_HOME and runs offline."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE_QA = ROOT / "data" / "legislation_qa_clean.jsonl"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def legalft_home(tmp_path, monkeypatch) -> Path:
+    """Point the app's state folder at a fresh temporary folder for each test."""
+    home = tmp_path / "legalft-home"
+    monkeypatch.setenv("LEGALFT_HOME", str(home))
+    monkeypatch.delenv("NEBIUS_API_KEY", raising=False)
+    return home
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    if any("gpu" in item.keywords for item in items) and not _has_cuda():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
+def chromium_path() -> str:
+    """The system Chromium; in CI its absence is a failure, not a skip."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path:
+        return path
+    if os.environ.get("CI"):
+        pytest.fail("Chromium is missing in CI: `make test` installs it with apt-get when run as root")
+    pytest.skip("Chromium is not installed (sudo apt-get install chromium)")
