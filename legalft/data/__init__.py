@@ -1,0 +1,1 @@
+"""Datasets: read any supported file, sanitize to chat records, inspect, split, convert legislation."""
