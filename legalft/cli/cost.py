@@ -1,0 +1,207 @@
+"""``legalft cost``: monthly costs of both paths for a usage scenario, and one-time fine-tuning costs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from legalft.cli import UsageError
+
+DEFAULT_BASE_MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    cost = subparsers.add_parser("cost", help="cost planner: managed service against your own GPU")
+    commands = cost.add_subparsers(dest="cost_command", metavar="COMMAND")
+    cost.set_defaults(handler=lambda args: cost.print_help() or 2)
+
+    scenario = commands.add_parser(
+        "scenario",
+        help="monthly cost of each path, break-even volume and GPUs needed",
+        description="Monthly cost of the managed service and of your own GPU (24/7, business hours and "
+        "optionally custom hours), the break-even volume for each, and the GPUs the load needs. "
+        "Prices you leave out come from the catalogue, with your saved overrides.",
+    )
+    scenario.add_argument("--queries-per-day", type=float, required=True, metavar="N")
+    scenario.add_argument("--input-tokens", type=float, required=True, metavar="N", help="prompt tokens per query")
+    scenario.add_argument("--output-tokens", type=float, required=True, metavar="N", help="answer tokens per query")
+    scenario.add_argument("--days-per-month", type=float, default=30, metavar="N", help="default 30")
+    scenario.add_argument("--gpu-hourly", type=float, metavar="USD", help="one GPU per hour (default: catalogue)")
+    scenario.add_argument("--gpus", type=int, default=1, metavar="N", help="GPUs rented at least (default 1)")
+    scenario.add_argument("--business-hours", type=float, default=8, metavar="H", help="hours a day (default 8)")
+    scenario.add_argument("--working-days", type=float, default=20, metavar="N", help="days a month (default 20)")
+    scenario.add_argument("--custom-hours", type=float, metavar="H", help="also cost a GPU billed H hours a month")
+    scenario.add_argument("--input-price", type=float, metavar="USD", help="managed: per 1M input tokens")
+    scenario.add_argument("--output-price", type=float, metavar="USD", help="managed: per 1M output tokens")
+    scenario.add_argument("--blended-price", type=float, metavar="USD", help="managed: one price per 1M tokens")
+    scenario.add_argument(
+        "--managed-model", metavar="MODEL", help=f"whose catalogue prices to use (default {DEFAULT_BASE_MODEL})"
+    )
+    scenario.add_argument(
+        "--gpu-tokens-per-second", type=float, metavar="X", help="generation throughput of one GPU (default: catalogue)"
+    )
+    scenario.add_argument(
+        "--load-hours", type=float, metavar="H", help="hours a day in which the queries arrive (default: --business-hours)"
+    )
+    scenario.add_argument("--json", action="store_true", help="print one JSON object")
+    scenario.set_defaults(handler=run_scenario)
+
+    training = commands.add_parser(
+        "training",
+        help="one-time fine-tuning cost on each path for a dataset",
+        description="Managed fine-tuning = dataset tokens × epochs × price per 1M training tokens; "
+        "your own GPU = billed minutes (setup, training, merge, server start) × hourly rate.",
+    )
+    training.add_argument("--dataset", required=True, metavar="FILE", help="a JSONL training file")
+    training.add_argument("--epochs", type=int, required=True, metavar="N")
+    training.add_argument(
+        "--price-per-million", type=float, metavar="USD", help="per 1M training tokens (default: catalogue, by base model)"
+    )
+    training.add_argument("--base-model", default=DEFAULT_BASE_MODEL, metavar="MODEL", help="selects the price tier")
+    training.add_argument(
+        "--tokenizer", metavar="NAME_OR_PATH", help="count tokens with this tokenizer (default: approximate count)"
+    )
+    training.add_argument("--max-length", type=int, default=1024, metavar="N", help="max sequence length (default 1024)")
+    training.add_argument("--gpu-hourly", type=float, metavar="USD", help="one GPU per hour (default: catalogue)")
+    training.add_argument("--setup-minutes", type=float, default=25, metavar="M", help="default 25")
+    training.add_argument("--training-minutes", type=float, metavar="M", help="default 10, or from --train-tokens-per-second")
+    training.add_argument(
+        "--train-tokens-per-second", type=float, metavar="X", help="measured training throughput: estimates the minutes"
+    )
+    training.add_argument("--merge-minutes", type=float, default=8, metavar="M", help="default 8")
+    training.add_argument("--serve-minutes", type=float, default=4, metavar="M", help="server start, default 4")
+    training.add_argument("--json", action="store_true", help="print one JSON object")
+    training.set_defaults(handler=run_training)
+
+
+def run_scenario(args: argparse.Namespace) -> int:
+    from legalft import costs
+
+    if args.blended_price is not None and (args.input_price is not None or args.output_price is not None):
+        raise UsageError("give --input-price and --output-price, or --blended-price, not both")
+    prices = costs.effective_prices()
+    try:
+        scenario = costs.build_scenario(
+            prices,
+            managed_model=args.managed_model,
+            queries_per_day=args.queries_per_day,
+            input_tokens_per_query=args.input_tokens,
+            output_tokens_per_query=args.output_tokens,
+            days_per_month=args.days_per_month,
+            gpu_hourly=args.gpu_hourly,
+            gpus=args.gpus,
+            business_hours_per_day=args.business_hours,
+            working_days_per_month=args.working_days,
+            custom_hours_per_month=args.custom_hours,
+            input_price_per_million=args.input_price,
+            output_price_per_million=args.output_price,
+            blended_price_per_million=args.blended_price,
+            gpu_tokens_per_second=args.gpu_tokens_per_second,
+            load_hours_per_day=args.load_hours,
+        )
+    except (ValueError, KeyError) as exc:
+        raise UsageError(str(exc).strip("'\"")) from None
+    summary = costs.scenario_summary(costs.estimate_monthly_cost(scenario))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    _print_scenario(summary)
+    return 0
+
+
+def _print_scenario(s: dict) -> None:
+    print(f"Tokens: {s['daily_tokens']:,.0f} a day ({s['daily_input_tokens']:,.0f} in, {s['daily_output_tokens']:,.0f} out), "
+          f"{s['monthly_tokens']:,.0f} a month over {s['days_per_month']:g} days")
+    if s["managed_blended_price_per_million"] is not None:
+        price = f"${s['managed_blended_price_per_million']:g} per 1M tokens, blended"
+    else:
+        price = f"${s['managed_input_price_per_million']:g} in / ${s['managed_output_price_per_million']:g} out per 1M tokens"
+    print(f"Managed service ({price}): ${s['managed_monthly']:,.2f} a month")
+    if s["queries_per_gpu_per_day"] is not None:
+        print(f"Capacity: one GPU at {s['gpu_tokens_per_second']:,g} tokens/s over {s['load_hours_per_day']:g} h "
+              f"serves {s['queries_per_gpu_per_day']:,} queries a day; the load needs {s['gpus_needed']} GPU(s)")
+    for mode, label in (("24_7", "24/7"), ("business_hours", "business hours"), ("custom", "custom hours")):
+        if f"cloud_monthly_{mode}" not in s:
+            continue
+        break_even = s[f"break_even_queries_per_day_{mode}"]
+        when = "never breaks even" if break_even is None else f"cheaper from {break_even:,} queries a day"
+        print(f"GPU {label} ({s[f'billed_hours_per_month_{mode}']:g} h × ${s['gpu_hourly']:g} × {s['gpus_billed']} GPU): "
+              f"${s[f'cloud_monthly_{mode}']:,.2f} a month; {when}")
+    print(s["recommendation"])
+
+
+def run_training(args: argparse.Namespace) -> int:
+    from legalft import costs
+
+    path = Path(args.dataset)
+    if not path.is_file():
+        raise UsageError(f"no such dataset file: {path}")
+    if args.epochs < 1:
+        raise UsageError("--epochs must be at least 1")
+    if args.training_minutes is not None and args.train_tokens_per_second is not None:
+        raise UsageError("give --training-minutes or --train-tokens-per-second, not both")
+    prices = costs.effective_prices()
+    price = args.price_per_million
+    if price is None:
+        price = costs.training_price_per_million(args.base_model, prices)
+        if price is None:
+            raise UsageError(
+                f"the catalogue has no fine-tuning price for {args.base_model}; give --price-per-million"
+            )
+    try:
+        from legalft.data.stats import compute_stats
+    except ImportError as exc:
+        raise UsageError(f"token counting is unavailable ({exc}); reinstall legalft") from None
+    try:
+        stats = compute_stats(path, tokenizer=args.tokenizer, max_length=args.max_length)
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    trained_tokens = stats.total_tokens * args.epochs
+    training_minutes = args.training_minutes
+    if training_minutes is None:
+        training_minutes = (
+            costs.estimate_training_minutes(trained_tokens, args.train_tokens_per_second)
+            if args.train_tokens_per_second is not None
+            else costs.GpuMinutes().training
+        )
+    gpu_hourly = args.gpu_hourly if args.gpu_hourly is not None else prices.default("gpu_hourly").value
+    try:
+        minutes = costs.GpuMinutes(
+            setup=args.setup_minutes, training=training_minutes, merge=args.merge_minutes, serve_start=args.serve_minutes
+        )
+        gpu = costs.estimate_gpu_one_time_cost(gpu_hourly, minutes)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    managed = costs.estimate_managed_training_cost(stats.total_tokens, args.epochs, price)
+    result = {
+        "dataset": str(path),
+        "dataset_tokens": stats.total_tokens,
+        "tokens_are_approximate": stats.tokens_are_approximate,
+        "tokenizer": args.tokenizer,
+        "epochs": args.epochs,
+        "trained_tokens": trained_tokens,
+        "base_model": args.base_model,
+        "price_per_million": price,
+        "managed_cost": costs.round_money(managed),
+        "gpu_hourly": gpu_hourly,
+        "gpu_minutes": {
+            "setup": minutes.setup,
+            "training": round(minutes.training, 2),
+            "merge": minutes.merge,
+            "serve_start": minutes.serve_start,
+            "total": round(minutes.total, 2),
+        },
+        "gpu_one_time_cost": costs.round_money(gpu.cost),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    approx = " (approximate: no tokenizer given)" if stats.tokens_are_approximate else ""
+    print(f"Dataset: {path}: {stats.total_tokens:,} tokens{approx}")
+    print(f"Managed fine-tuning: {stats.total_tokens:,} × {args.epochs} epochs = {trained_tokens:,} trained tokens "
+          f"× ${price:g} per 1M = ${result['managed_cost']:,.2f}")
+    print(f"Own GPU: {minutes.setup:g} setup + {minutes.training:.1f} training + {minutes.merge:g} merge + "
+          f"{minutes.serve_start:g} server start = {minutes.total:.1f} min × ${gpu_hourly:g}/h = "
+          f"${result['gpu_one_time_cost']:,.2f}")
+    return 0
