@@ -349,4 +349,6 @@ def sanitize_file(
     finally:
         if rejects is not None:
             rejects.close()
+            if not sanitizer.report.dropped_records:
+                Path(rejects_path).unlink(missing_ok=True)  # nothing was dropped: no empty file left
     return sanitizer.report
