@@ -463,16 +463,18 @@ def break_even_queries_per_day(scenario: CostScenario, mode: str) -> int | None:
     per_gpu_month = billed_hours_per_month(scenario, mode) * scenario.gpu_hourly  # G
     if per_query_month <= 0:
         return None  # a free managed service is never beaten
+    # Rounded so that prices which tie exactly (2124 / 0.0012) are not split by float error.
+    per_gpu_queries = round(per_gpu_month / per_query_month, 6)  # G / m
     capacity = queries_per_gpu_per_day(scenario)
     if capacity is None:
-        return math.floor(scenario.gpus * per_gpu_month / per_query_month) + 1
-    if per_gpu_month / per_query_month >= capacity:
+        return math.floor(round(scenario.gpus * per_gpu_queries, 6)) + 1
+    if per_gpu_queries >= capacity:
         return None
     # Scan the GPU counts from the minimum rented: the crossing is in the first band, unless
     # whole-query rounding pushes it into the next.
     for n in range(scenario.gpus, scenario.gpus + 3):
         lower = 0 if n == scenario.gpus else (n - 1) * capacity
-        first = max(math.floor(n * per_gpu_month / per_query_month), math.floor(lower)) + 1
+        first = max(math.floor(round(n * per_gpu_queries, 6)), math.floor(lower)) + 1
         if first <= n * capacity:
             return first
     return None

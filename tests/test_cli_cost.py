@@ -1,0 +1,134 @@
+"""``legalft cost``: JSON keys and values, human output, usage errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from legalft import costs
+from legalft.cli import main
+from tests.conftest import REFERENCE_QA
+
+REFERENCE_ARGS = ["cost", "scenario", "--queries-per-day", "500", "--input-tokens", "800", "--output-tokens", "400"]
+
+
+def run_json(capsys, argv: list[str]) -> dict:
+    assert main(argv + ["--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_scenario_json_with_catalogue_prices(capsys):
+    out = run_json(capsys, REFERENCE_ARGS)
+    assert out["daily_tokens"] == 600_000
+    assert out["monthly_tokens"] == 18_000_000
+    assert out["managed_monthly"] == 0.60  # 12M × $0.02 + 6M × $0.06 per 1M
+    assert out["cloud_monthly_24_7"] == 2124.00  # 720 h × $2.95
+    assert out["cloud_monthly_business_hours"] == 472.00  # 160 h × $2.95
+    assert out["break_even_queries_per_day_24_7"] is None  # needs more than one GPU's capacity
+    assert out["break_even_queries_per_day_business_hours"] == 393_334
+    assert out["gpus_needed"] == 1
+    assert out["recommended_path"] == "managed"
+    assert "cloud_monthly_custom" not in out
+
+
+def test_scenario_json_with_given_prices_and_too_little_throughput(capsys):
+    out = run_json(
+        capsys,
+        ["cost", "scenario", "--queries-per-day", "20000", "--input-tokens", "800", "--output-tokens", "400",
+         "--days-per-month", "20", "--gpu-hourly", "2", "--business-hours", "10", "--working-days", "20",
+         "--input-price", "0.13", "--output-price", "0.4", "--gpu-tokens-per-second", "100",
+         "--custom-hours", "50"],
+    )
+    # Capacity: 100 × 10 h × 3600 / 400 = 9,000 a GPU → 3 GPUs for 20,000.
+    assert out["queries_per_gpu_per_day"] == 9_000
+    assert out["gpus_needed"] == 3
+    assert out["cloud_monthly_24_7"] == 2880.00  # 20 days × 24 h × $2 × 3
+    assert out["cloud_monthly_business_hours"] == 1200.00  # 10 h × 20 days × $2 × 3
+    assert out["cloud_monthly_custom"] == 300.00  # 50 h × $2 × 3
+    # 20,000 × 20 days × (800 × 0.13 + 400 × 0.40) / 1M = 400,000 × 0.000264.
+    assert out["managed_monthly"] == 105.60
+    assert out["daily_tokens"] == 24_000_000
+    assert out["monthly_tokens"] == 480_000_000
+    # A full GPU costs 400 / 9,000 = $0.044 per query-a-day a month, more than 20 × 0.000264 = $0.00528.
+    assert out["break_even_queries_per_day_business_hours"] is None
+    assert out["break_even_queries_per_day_custom"] is None
+
+
+def test_scenario_blended_price(capsys):
+    out = run_json(capsys, REFERENCE_ARGS + ["--blended-price", "0.05", "--gpu-tokens-per-second", "15220"])
+    assert out["managed_monthly"] == 0.90  # 18M × $0.05 per 1M
+    assert out["managed_blended_price_per_million"] == 0.05
+    assert out["managed_input_price_per_million"] is None
+    assert out["break_even_queries_per_day_business_hours"] == 262_223  # 472 / (30 × 1,200 × 0.05e-6)
+
+
+def test_scenario_defaults_follow_saved_overrides(capsys):
+    costs.set_price_override("gpu_h100_hourly", 3.0)
+    out = run_json(capsys, REFERENCE_ARGS)
+    assert out["gpu_hourly"] == 3.0
+    assert out["cloud_monthly_24_7"] == 2160.00  # 720 h × $3
+
+
+def test_scenario_human_output(capsys):
+    assert main(REFERENCE_ARGS) == 0
+    text = capsys.readouterr().out
+    assert "600,000 a day" in text
+    assert "$472.00 a month; cheaper from 393,334 queries a day" in text
+    assert "never breaks even" in text
+    assert text.strip().splitlines()[-1].startswith("Use the managed service")
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--blended-price", "0.1", "--input-price", "0.2"], "not both"),
+        (["--working-days", "40"], "working_days_per_month"),
+        (["--managed-model", "acme/unknown-1B"], "no managed inference prices"),
+    ],
+)
+def test_scenario_usage_errors(capsys, extra, message):
+    assert main(REFERENCE_ARGS + extra) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_training_json(capsys):
+    from legalft.data.stats import compute_stats
+
+    tokens = compute_stats(REFERENCE_QA).total_tokens
+    out = run_json(capsys, ["cost", "training", "--dataset", str(REFERENCE_QA), "--epochs", "4"])
+    assert out["dataset_tokens"] == tokens > 0
+    assert out["tokens_are_approximate"] is True
+    assert out["trained_tokens"] == tokens * 4
+    assert out["price_per_million"] == 0.40
+    assert out["managed_cost"] == costs.round_money(tokens * 4 * 0.40 / 1e6)
+    assert out["gpu_minutes"]["total"] == 47
+    assert out["gpu_one_time_cost"] == 2.31  # 47 min × $2.95 / 60
+
+
+def test_training_with_given_price_and_measured_throughput(capsys):
+    out = run_json(
+        capsys,
+        ["cost", "training", "--dataset", str(REFERENCE_QA), "--epochs", "2", "--price-per-million", "1000",
+         "--gpu-hourly", "6", "--train-tokens-per-second", "10", "--merge-minutes", "0"],
+    )
+    trained = out["dataset_tokens"] * 2
+    assert out["managed_cost"] == costs.round_money(trained * 1000 / 1e6)
+    minutes = trained / 10 / 60
+    assert out["gpu_minutes"]["training"] == round(minutes, 2)
+    assert out["gpu_one_time_cost"] == costs.round_money((25 + minutes + 0 + 4) / 60 * 6)
+
+
+def test_training_usage_errors(capsys, tmp_path):
+    assert main(["cost", "training", "--dataset", str(tmp_path / "missing.jsonl"), "--epochs", "1"]) == 2
+    assert "no such dataset file" in capsys.readouterr().err
+    assert main(["cost", "training", "--dataset", str(REFERENCE_QA), "--epochs", "1",
+                 "--base-model", "meta-llama/Llama-3.3-70B-Instruct"]) == 2
+    assert "--price-per-million" in capsys.readouterr().err
+
+
+def test_training_human_output(capsys):
+    assert main(["cost", "training", "--dataset", str(REFERENCE_QA), "--epochs", "3"]) == 0
+    text = capsys.readouterr().out
+    assert "approximate" in text
+    assert "47.0 min × $2.95/h = $2.31" in text

@@ -1,0 +1,303 @@
+"""The cost planner against figures worked out by hand."""
+
+from __future__ import annotations
+
+import math
+from datetime import date
+
+import pytest
+
+from legalft import costs
+from legalft.costs import CostScenario, GpuMinutes
+
+
+def reference(**changes) -> CostScenario:
+    """The reference scenario at explicit prices: H100 $2.95/h, Llama-3.1-8B $0.02 in / $0.06 out."""
+    fields = dict(
+        queries_per_day=500,
+        input_tokens_per_query=800,
+        output_tokens_per_query=400,
+        gpu_hourly=2.95,
+        input_price_per_million=0.02,
+        output_price_per_million=0.06,
+        gpu_tokens_per_second=15220,
+    )
+    fields.update(changes)
+    return CostScenario(**fields)
+
+
+def test_reference_scenario_by_hand():
+    estimate = costs.estimate_monthly_cost(reference())
+    # 500 × (800 + 400) = 600,000 tokens a day; × 30 days = 18,000,000 a month.
+    assert estimate.daily_tokens == 600_000
+    assert estimate.monthly_tokens == 18_000_000
+    # 12M in × $0.02 + 6M out × $0.06 = $0.24 + $0.36.
+    assert costs.round_money(estimate.managed_monthly) == 0.60
+    # 30 × 24 = 720 h and 8 × 20 = 160 h at $2.95.
+    assert estimate.gpu_modes["24_7"].billed_hours_per_month == 720
+    assert costs.round_money(estimate.gpu_modes["24_7"].monthly) == 2124.00
+    assert costs.round_money(estimate.gpu_modes["business_hours"].monthly) == 472.00
+    # One GPU: 15,220 tok/s × 8 h × 3600 s / 400 tokens = 1,095,840 queries a day.
+    assert estimate.queries_per_gpu_per_day == pytest.approx(1_095_840)
+    assert estimate.gpus_needed == 1
+    # m = 30 days × $0.00004 a query = $0.0012 a month per query a day.
+    # Business hours: 472 / 0.0012 = 393,333.3 → cheaper from 393,334 (within one GPU's capacity).
+    assert estimate.gpu_modes["business_hours"].break_even_queries_per_day == 393_334
+    # 24/7: 2124 / 0.0012 = 1,770,000 > 1,095,840 a GPU can serve: adding load only adds GPUs.
+    assert estimate.gpu_modes["24_7"].break_even_queries_per_day is None
+    assert costs.recommend(estimate).path == "managed"
+
+
+def test_one_gpu_not_enough_raises_the_gpu_cost():
+    # 100 tok/s × 8 h × 3600 / 400 = 7,200 queries a day per GPU; 20,000 need ceil(2.78) = 3 GPUs.
+    scenario = reference(queries_per_day=20_000, gpu_tokens_per_second=100)
+    estimate = costs.estimate_monthly_cost(scenario)
+    assert estimate.queries_per_gpu_per_day == pytest.approx(7_200)
+    assert estimate.gpus_needed == 3
+    assert estimate.gpu_modes["24_7"].gpus == 3
+    assert costs.round_money(estimate.gpu_modes["24_7"].monthly) == 6372.00  # 720 h × 2.95 × 3
+    assert costs.round_money(estimate.gpu_modes["business_hours"].monthly) == 1416.00  # 160 h × 2.95 × 3
+    # Exactly at capacity one GPU still suffices; one query more needs a second.
+    assert costs.gpus_needed(scenario, 7_200) == 1
+    assert costs.gpus_needed(scenario, 7_201) == 2
+
+
+def test_rented_gpus_are_a_floor_not_a_cap():
+    scenario = reference(gpus=2)
+    assert costs.gpus_billed(scenario) == 2
+    assert costs.round_money(costs.gpu_monthly_cost(scenario, "business_hours")) == 944.00  # 160 × 2.95 × 2
+    # Twice the GPU cost, twice the break-even: 944 / 0.0012 = 786,666.7.
+    assert costs.break_even_queries_per_day(scenario, "business_hours") == 786_667
+
+
+def test_blended_price():
+    scenario = reference(input_price_per_million=None, output_price_per_million=None, blended_price_per_million=0.05)
+    estimate = costs.estimate_monthly_cost(scenario)
+    # 18M tokens × $0.05 per 1M.
+    assert costs.round_money(estimate.managed_monthly) == 0.90
+    # A query is 1,200 tokens × $0.05 / 1M = $0.00006; m = 30 × 0.00006 = 0.0018;
+    # 472 / 0.0018 = 262,222.2 → 262,223.
+    assert estimate.managed_cost_per_query == pytest.approx(0.00006)
+    assert estimate.gpu_modes["business_hours"].break_even_queries_per_day == 262_223
+
+
+def test_blended_price_wins_over_input_and_output_prices():
+    scenario = reference(blended_price_per_million=1.0)
+    assert costs.managed_cost_per_query(scenario) == pytest.approx(1200 / 1e6)
+
+
+def test_never_breaks_even_when_a_full_gpu_costs_more_per_query():
+    # 70B prices: $0.000264 a query, m = 0.00792. A GPU serving 7,200 queries a day costs
+    # 472 / 7,200 = $0.0656 per query-a-day, more than m: the GPU is never cheaper.
+    scenario = reference(
+        input_price_per_million=0.13, output_price_per_million=0.40, gpu_tokens_per_second=100
+    )
+    assert costs.break_even_queries_per_day(scenario, "business_hours") is None
+    assert costs.break_even_queries_per_day(scenario, "24_7") is None
+    # Checked by brute force over many volumes, including several GPUs' worth.
+    for queries in range(0, 60_000, 97):
+        assert costs.gpu_monthly_cost(scenario, "business_hours", queries) >= costs.managed_monthly_cost(scenario, queries)
+
+
+def test_never_breaks_even_against_a_free_managed_service():
+    scenario = reference(input_price_per_million=0, output_price_per_million=0)
+    assert costs.break_even_queries_per_day(scenario, "business_hours") is None
+
+
+def test_break_even_when_the_gpu_wins():
+    # 70B prices with the catalogue throughput: 24/7 2124 / 0.00792 = 268,181.8 → 268,182.
+    scenario = reference(input_price_per_million=0.13, output_price_per_million=0.40)
+    break_even = costs.break_even_queries_per_day(scenario, "24_7")
+    assert break_even == 268_182
+    assert costs.gpu_monthly_cost(scenario, "24_7", break_even) < costs.managed_monthly_cost(scenario, break_even)
+    assert costs.gpu_monthly_cost(scenario, "24_7", break_even - 1) >= costs.managed_monthly_cost(scenario, break_even - 1)
+    at_volume = costs.estimate_monthly_cost(reference(input_price_per_million=0.13, output_price_per_million=0.40,
+                                                      queries_per_day=300_000))
+    recommendation = costs.recommend(at_volume)
+    assert recommendation.path == "business_hours"  # 472 < 2124, both below 300,000 × 0.00792 = 2,376
+    assert "$472.00" in recommendation.text and "$2,376.00" in recommendation.text
+
+
+def test_break_even_without_a_throughput_ignores_capacity():
+    scenario = reference(gpu_tokens_per_second=None)
+    assert costs.queries_per_gpu_per_day(scenario) is None
+    assert costs.gpus_needed(scenario, 10**9) == 1
+    assert costs.break_even_queries_per_day(scenario, "24_7") == 1_770_001  # 2124 / 0.0012 = 1,770,000 exactly
+
+
+def test_break_even_matches_a_brute_force_search():
+    # Capacity 7,200 a GPU; 24/7 per GPU 2124; m = 0.0012 × 300 (price × 300) = 0.36 → 5,900 < 7,200.
+    scenario = reference(input_price_per_million=6, output_price_per_million=18, gpu_tokens_per_second=100)
+    expected = next(
+        q for q in range(1, 100_000)
+        if costs.gpu_monthly_cost(scenario, "24_7", q) < costs.managed_monthly_cost(scenario, q)
+    )
+    assert costs.break_even_queries_per_day(scenario, "24_7") == expected == 5_901
+
+
+def test_custom_hours_mode():
+    estimate = costs.estimate_monthly_cost(reference(custom_hours_per_month=100))
+    assert set(estimate.gpu_modes) == {"24_7", "business_hours", "custom"}
+    assert costs.round_money(estimate.gpu_modes["custom"].monthly) == 295.00
+    assert estimate.cheapest_gpu().mode == "custom"
+    assert "custom" not in costs.estimate_monthly_cost(reference()).gpu_modes
+
+
+def test_load_hours_set_capacity_independently_of_billing():
+    # Queries spread over 24 h: 15,220 × 86,400 / 400 = 3,287,520 a GPU.
+    assert costs.queries_per_gpu_per_day(reference(load_hours_per_day=24)) == pytest.approx(3_287_520)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(queries_per_day=-1), "queries_per_day"),
+        (dict(input_price_per_million=None), "blended price"),
+        (dict(gpus=0), "gpus"),
+        (dict(working_days_per_month=31), "working_days_per_month"),
+        (dict(business_hours_per_day=25), "business_hours_per_day"),
+        (dict(custom_hours_per_month=800), "custom_hours_per_month"),
+        (dict(gpu_tokens_per_second=0), "gpu_tokens_per_second"),
+    ],
+)
+def test_contradictory_scenarios_are_rejected(changes, message):
+    with pytest.raises(ValueError, match=message):
+        reference(**changes)
+
+
+def test_cost_curve_and_points():
+    scenario = reference()
+    points = costs.curve_points(10, 1_000_000, count=6)
+    assert points[0] == pytest.approx(10) and points[-1] == pytest.approx(1_000_000)
+    assert points[2] == pytest.approx(1_000)
+    curve = costs.cost_curve(scenario, [500, 2_000_000])
+    assert curve["managed"] == pytest.approx([0.6, 2400])
+    # 2,000,000 queries a day need 2 GPUs at 1,095,840 each.
+    assert curve["24_7"] == pytest.approx([2124, 4248])
+
+
+def test_round_money_rounds_half_up():
+    assert costs.round_money(0.125) == 0.13
+    assert costs.round_money(2.3108333) == 2.31
+    assert costs.round_money(0.0955376) == 0.10
+
+
+# --- one-time costs ---
+
+
+def test_managed_training_cost_matches_the_reference_run():
+    # The reference run trained 238,844 tokens (59,711 × 4 epochs) at $0.40 per 1M.
+    assert costs.estimate_managed_training_cost(59_711, 4, 0.40) == pytest.approx(0.0955376)
+    with pytest.raises(ValueError):
+        costs.estimate_managed_training_cost(-1, 4, 0.40)
+
+
+def test_gpu_one_time_cost_defaults_to_the_reference_47_minutes():
+    one_time = costs.estimate_gpu_one_time_cost(2.95)
+    assert one_time.minutes.total == 47
+    assert costs.round_money(one_time.cost) == 2.31  # 47 / 60 × 2.95 = 2.3108
+    no_merge = costs.estimate_gpu_one_time_cost(3.0, GpuMinutes(merge=0), gpus=2)
+    assert no_merge.cost == pytest.approx(39 / 60 * 3.0 * 2)
+    with pytest.raises(ValueError, match="setup"):
+        GpuMinutes(setup=-1)
+
+
+def test_training_minutes_from_a_measured_throughput():
+    assert costs.estimate_training_minutes(240_000, 2_000) == pytest.approx(2.0)
+    with pytest.raises(ValueError):
+        costs.estimate_training_minutes(1, 0)
+
+
+def test_first_month_totals():
+    estimate = costs.estimate_monthly_cost(reference())
+    totals = costs.first_month_totals(estimate, managed_training=0.10, gpu_one_time=2.31)
+    assert totals.managed == pytest.approx(0.70)
+    assert totals.gpu["business_hours"] == pytest.approx(474.31)
+    assert totals.gpu["24_7"] == pytest.approx(2126.31)
+
+
+# --- catalogue and overrides ---
+
+
+def test_catalogue_entries_all_have_a_source_and_a_date():
+    catalogue = costs.load_catalogue()
+    assert len(catalogue.prices) >= 10
+    for price in catalogue.prices.values():
+        assert price.source and price.unit and price.label
+        assert isinstance(price.read_on, date)
+        assert price.value >= 0
+    assert catalogue.default("gpu_hourly").value == 2.95
+    assert catalogue.default("gpu_tokens_per_second").kind == "throughput"
+    inputs, outputs = catalogue.managed_prices()
+    assert (inputs.value, outputs.value) == (0.02, 0.06)
+    assert set(catalogue.managed_models()) == {"meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.3-70B-Instruct"}
+
+
+def test_training_price_per_million_by_model_size():
+    catalogue = costs.load_catalogue()
+    assert costs.training_price_per_million("meta-llama/Llama-3.1-8B-Instruct", catalogue) == 0.40
+    assert costs.training_price_per_million("Qwen/Qwen2.5-0.5B-Instruct", catalogue) == 0.40
+    assert costs.training_price_per_million("meta-llama/Llama-3.3-70B-Instruct", catalogue) is None
+    assert costs.training_price_per_million("Qwen/Qwen3-30B-A3B", catalogue) is None  # total size counts
+    assert costs.training_price_per_million("some-org/unsized-model", catalogue) is None
+    assert costs.model_size_billion("google/gemma-4-E4B") == 4
+
+
+def test_overrides_are_saved_applied_and_cleared():
+    assert costs.training_price_per_million("meta-llama/Llama-3.1-8B-Instruct") == 0.40
+    costs.set_price_override("tf_training_small", 0.55)
+    costs.set_price_override("gpu_h100_hourly", 3.10)
+    prices = costs.effective_prices()
+    assert prices["gpu_h100_hourly"].value == 3.10
+    assert prices["gpu_h100_hourly"].catalogue_value == 2.95
+    assert prices["gpu_h100_hourly"].overridden
+    assert not prices["gpu_h200_hourly"].overridden
+    assert costs.training_price_per_million("meta-llama/Llama-3.1-8B-Instruct") == 0.55
+    scenario = costs.build_scenario(queries_per_day=500, input_tokens_per_query=800, output_tokens_per_query=400)
+    assert scenario.gpu_hourly == 3.10
+    costs.set_price_override("gpu_h100_hourly", 3.20)  # replaces
+    assert costs.list_price_overrides()["gpu_h100_hourly"][0] == 3.20
+    assert costs.clear_price_override("gpu_h100_hourly") is True
+    assert costs.clear_price_override("gpu_h100_hourly") is False
+    assert costs.effective_prices()["gpu_h100_hourly"].value == 2.95
+
+
+def test_bad_overrides_are_refused():
+    with pytest.raises(KeyError, match="known"):
+        costs.set_price_override("no_such_price", 1.0)
+    with pytest.raises(ValueError, match="≥ 0"):
+        costs.set_price_override("gpu_h100_hourly", -1)
+    with pytest.raises(ValueError, match="> 0"):
+        costs.set_price_override("gpu_tokens_per_second", 0)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        costs.set_price_override("tf_batch_discount", 1.5)
+
+
+def test_build_scenario_fills_unset_prices_from_the_catalogue():
+    scenario = costs.build_scenario(
+        queries_per_day=500, input_tokens_per_query=800, output_tokens_per_query=400,
+        managed_model="meta-llama/Llama-3.3-70B-Instruct", gpu_hourly=None,
+    )
+    assert (scenario.input_price_per_million, scenario.output_price_per_million) == (0.13, 0.40)
+    assert scenario.gpu_hourly == 2.95
+    assert scenario.gpu_tokens_per_second == 15220
+    blended = costs.build_scenario(
+        queries_per_day=1, input_tokens_per_query=1, output_tokens_per_query=1, blended_price_per_million=0.1
+    )
+    assert blended.input_price_per_million is None and blended.uses_blended_price
+
+
+def test_price_age_follows_the_precision_of_the_source():
+    catalogue = costs.load_catalogue()
+    today = date(2026, 11, 28)
+    assert costs.price_age(catalogue["gpu_h200_hourly"], today) == "13 months"  # Oct 2025
+    assert costs.price_age(catalogue["gpu_h100_hourly"], today) == "6 months"  # May 2026
+    assert costs.price_age(catalogue["tf_training_small"], today) == "up to 10 months"  # "2026"
+    assert costs.price_age(catalogue["tf_batch_discount"], today).startswith("source undated")
+
+
+def test_scenario_summary_rounds_money_to_cents():
+    summary = costs.scenario_summary(costs.estimate_monthly_cost(reference(gpu_hourly=2.951)))
+    assert summary["cloud_monthly_24_7"] == 2124.72  # 720 × 2.951 = 2124.72
+    assert summary["managed_monthly"] == 0.6
+    assert math.isclose(summary["managed_cost_per_query"], 0.00004)
