@@ -1,17 +1,23 @@
 """legalft: the Streamlit router. Page files lay out widgets; the work is done in ``legalft``."""
 
+from pathlib import Path
+
 import streamlit as st
 
 st.set_page_config(page_title="legalft", page_icon="⚖️", layout="wide")
 
-PAGES = {
-    "Workflow": [
-        st.Page("pages/home.py", title="Home", icon="🏛️", default=True),
-        st.Page("pages/dataset.py", title="Dataset", icon="📚"),
-    ],
-    "Plan": [
-        st.Page("pages/costs.py", title="Costs", icon="💷"),
-    ],
-}
+ROOT = Path(__file__).parent
 
-st.navigation(PAGES).run()
+# (section, file, title, icon). The default page comes first.
+PAGES = [
+    ("Workflow", "pages/home.py", "Home", "🏛️"),
+    ("Workflow", "pages/dataset.py", "Dataset", "📚"),
+    ("Plan", "pages/costs.py", "Costs", "💷"),
+]
+
+navigation: dict[str, list] = {}
+for index, (section, path, title, icon) in enumerate(PAGES):
+    if (ROOT / path).exists():
+        navigation.setdefault(section, []).append(st.Page(path, title=title, icon=icon, default=index == 0))
+
+st.navigation(navigation).run()
