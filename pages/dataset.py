@@ -125,8 +125,11 @@ with tab_report:
     if report["issues"]:
         shown = len(report["issues"])
         st.markdown(f"**Issues** ({report['issue_count']:,}" + (f", first {shown:,} shown" if shown < report["issue_count"] else "") + ")")
-        st.dataframe(pd.DataFrame(report["issues"])[["line", "kind", "message"]], hide_index=True, width="stretch",
-                     key="dataset_issues_table")
+        issues = pd.DataFrame(report["issues"])[["line", "kind", "message"]]
+        st.table(issues.head(10).set_index("line"))
+        if len(issues) > 10:
+            with st.expander(f"All {len(issues):,} issues shown"):
+                st.dataframe(issues, hide_index=True, width="stretch")
     if prepared.repaired_examples:
         with st.expander(f"Before and after ({len(prepared.repaired_examples)} repaired records)"):
             lines = [ex["line"] for ex in prepared.repaired_examples]

@@ -24,7 +24,8 @@ def open_page(page: str | None = None) -> AppTest:
 
 
 def issues_table(at: AppTest):
-    return next(d.value for d in at.dataframe if {"line", "kind", "message"} <= set(d.value.columns))
+    table = next(t.value for t in at.table if {"kind", "message"} <= set(t.value.columns))
+    return table.reset_index()
 
 
 def metrics(at: AppTest) -> dict[str, str]:
