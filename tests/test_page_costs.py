@@ -1,0 +1,159 @@
+"""The Costs page, driven through the app router with AppTest."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from legalft import costs
+from tests.conftest import REFERENCE_QA, ROOT
+
+
+def open_costs(session: dict | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    for key, value in (session or {}).items():
+        at.session_state[key] = value
+    at.run()
+    at.switch_page("pages/costs.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {metric.label: metric.value for metric in at.metric}
+
+
+def prices_table(at: AppTest):
+    """The price table (the only dataframe with a Key column)."""
+    return next(df.value for df in at.dataframe if "Key" in df.value.columns)
+
+
+def submit(at: AppTest) -> None:
+    at.button(key="costs_submit").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_reference_scenario_is_preset():
+    at = open_costs()
+    values = metrics(at)
+    assert values["Managed service"] == "$0.60"
+    assert values["GPU, 24/7"] == "$2,124.00"
+    assert values["GPU, business hours"] == "$472.00"
+    assert values["Own GPU, to first answer"] == "$2.31"
+    assert "Use the managed service" in at.success[0].value
+    assert "393,334" in at.success[0].value
+    assert any("1,095,840 queries a day" in md.value for md in at.markdown)
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    names = [trace.get("name") for trace in chart["data"]]
+    assert "Managed service" in names and "Break-even, business hours" in names
+    assert "GPU, 24/7 (never breaks even)" in names and "Your scenario" in names
+
+
+def test_changing_the_volume_flips_the_recommendation():
+    at = open_costs()
+    at.number_input(key="costs_queries").set_value(400_000)
+    submit(at)
+    values = metrics(at)
+    assert values["Managed service"] == "$480.00"  # 400,000 × 30 × $0.00004
+    assert values["GPU, business hours"] == "$472.00"
+    assert "Run your own GPU" in at.warning[0].value
+    # The preset button puts the reference scenario back.
+    at.button(key="costs_preset").click()
+    at.run()
+    assert metrics(at)["Managed service"] == "$0.60"
+
+
+def test_too_little_throughput_adds_gpus_and_custom_hours_add_a_mode():
+    at = open_costs()
+    at.number_input(key="costs_queries").set_value(20_000)
+    at.number_input(key="costs_tps").set_value(100)
+    at.number_input(key="costs_custom_hours").set_value(100)
+    submit(at)
+    values = metrics(at)
+    assert values["GPU, 24/7"] == "$6,372.00"  # 3 GPUs × 720 h × $2.95
+    assert values["GPU, custom hours"] == "$885.00"  # 3 × 100 h × $2.95
+    assert any("need **3 GPUs**" in md.value for md in at.markdown)
+
+
+def test_blended_price():
+    at = open_costs()
+    at.radio(key="costs_pricing").set_value("One blended price per 1M tokens")
+    at.number_input(key="costs_blended").set_value(0.05)
+    submit(at)
+    assert metrics(at)["Managed service"] == "$0.90"  # 18M tokens × $0.05 per 1M
+
+
+def test_override_a_price_from_the_page():
+    at = open_costs()
+    at.selectbox(key="costs_override_key").set_value("gpu_h100_hourly")
+    at.run()
+    at.number_input(key="costs_override_value_gpu_h100_hourly").set_value(3.0)
+    at.button(key="costs_override_save").click()
+    at.run()
+    assert not at.exception
+    assert costs.effective_prices()["gpu_h100_hourly"].value == 3.0
+    assert metrics(at)["GPU, 24/7"] == "$2,160.00"  # 720 h × $3
+    table = prices_table(at)
+    row = table[table["Key"] == "gpu_h100_hourly"].iloc[0]
+    assert row["Your override"] == "yes" and row["Catalogue value"] == 2.95 and row["Value"] == 3.0
+    assert row["Used"] == "✓"
+    at.button(key="costs_override_clear").click()
+    at.run()
+    assert metrics(at)["GPU, 24/7"] == "$2,124.00"
+
+
+def test_prices_table_shows_source_date_and_age():
+    table = prices_table(open_costs())
+    assert set(table["Key"]) == set(costs.load_catalogue().prices)
+    assert table["Source"].str.len().min() > 0
+    h200 = table[table["Key"] == "gpu_h200_hourly"].iloc[0]
+    assert h200["Source date"] == "2025-10" and h200["Age"].endswith("months")
+
+
+def test_training_cost_uses_the_dataset_chosen_on_the_dataset_page(tmp_path):
+    from legalft.data.registry import register_dataset
+    from legalft.data.stats import compute_stats
+
+    small = tmp_path / "small.jsonl"
+    shutil.copyfile(REFERENCE_QA, small)
+    lines = small.read_text().splitlines()[:10]
+    small.write_text("\n".join(lines) + "\n")
+    dataset = register_dataset(small, "ten records")
+    tokens = compute_stats(dataset.path).total_tokens
+
+    at = open_costs({"active_dataset_id": dataset.id})
+    assert at.selectbox(key="costs_dataset").value == f"id:{dataset.id}"
+    assert any(f"{tokens:,} dataset tokens" in caption.value for caption in at.caption)
+    at.number_input(key="costs_epochs").set_value(40)
+    at.run()
+    expected = costs.round_money(tokens * 40 * 0.40 / 1e6)
+    assert metrics(at)["Managed fine-tuning"] == f"${expected:,.2f}"
+    assert any(f"{tokens * 40:,} trained tokens" in caption.value for caption in at.caption)
+
+
+def test_training_minutes_from_measured_throughput():
+    at = open_costs()
+    at.number_input(key="costs_merge_minutes").set_value(0)
+    at.run()
+    assert metrics(at)["Own GPU, to first answer"] == "$1.92"  # 39 min × $2.95 / 60 = 1.9175
+    from legalft.data.stats import compute_stats
+
+    trained = compute_stats(REFERENCE_QA).total_tokens * 3  # the bundled set, 3 epochs by default
+    at.number_input(key="costs_train_tps").set_value(10)
+    at.run()
+    minutes = trained / 10 / 60
+    assert metrics(at)["Training (estimated)"] == f"{minutes:.1f}"
+    assert metrics(at)["Own GPU, to first answer"] == f"${costs.round_money((25 + minutes + 4) / 60 * 2.95):,.2f}"
+
+
+@pytest.mark.parametrize("queries", [0, 1])
+def test_tiny_volumes_render(queries):
+    at = open_costs()
+    at.number_input(key="costs_queries").set_value(queries)
+    submit(at)
+    assert metrics(at)["Managed service"] == f"${queries * 30 * 0.00004:,.2f}"
