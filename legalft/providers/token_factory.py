@@ -338,7 +338,7 @@ class PreflightReport:
         price = training_price_per_million(model)
         if price is None:
             return None
-        return round(self.estimated_tokens * epochs * price / 1e6, 4)
+        return self.estimated_tokens * epochs * price / 1e6
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
@@ -783,7 +783,7 @@ def _training_cost(model: str, trained_tokens: int) -> float | None:
     from legalft.costs import training_price_per_million
 
     price = training_price_per_million(model)
-    return None if price is None else round(trained_tokens * price / 1e6, 4)
+    return None if price is None else trained_tokens * price / 1e6
 
 
 def _job_error(error: dict[str, Any] | None) -> str:
