@@ -432,19 +432,29 @@ table = pd.DataFrame(
             "Used": "✓" if price.key in used else "",
             "Price": price.label,
             "Value": price.value,
-            "Unit": price.unit,
-            "Source date": price.source_date or "undated",
             "Age": costs.price_age(price, today),
+            "Source date": price.source_date or "undated",
+            "Source": price.source,
             "Your override": "yes" if price.overridden else "",
             "Catalogue value": price.catalogue_value,
-            "Source": price.source,
+            "Unit": price.unit,
             "Read on": price.read_on.isoformat(),
             "Key": price.key,
         }
         for price in prices.prices.values()
     ]
 )
-st.dataframe(table, hide_index=True, height=35 * (len(table) + 1) + 3, key="costs_prices_table")
+st.dataframe(
+    table,
+    hide_index=True,
+    height=35 * (len(table) + 1) + 3,
+    column_config={
+        "Used": st.column_config.TextColumn(width="small", help="✓: used in the figures on this page"),
+        "Value": st.column_config.NumberColumn(help="In the unit of the Unit column"),
+        "Age": st.column_config.TextColumn(help="Time since the date the source gives"),
+    },
+    key="costs_prices_table",
+)
 notes = [f"**{p.label}**: {p.note}" for p in prices.prices.values() if p.note]
 with st.expander("Notes on these prices"):
     st.markdown("\n".join(f"- {note}" for note in notes))
