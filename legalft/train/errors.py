@@ -1,0 +1,69 @@
+"""Turning the failures people hit into messages that say what to do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DatasetError(ValueError):
+    """A training file that cannot be read as training records."""
+
+
+class ModelUnavailableError(RuntimeError):
+    """A base model that cannot be loaded: gated, unknown, or unreachable offline."""
+
+
+DATASET_PAGE_HINT = "open it on the Dataset page to clean it (or pick a cleaned file)"
+
+
+def describe_model_error(name: str, exc: BaseException) -> str:
+    """Why ``name`` did not load and what to do about it."""
+    text = f"{type(exc).__name__}: {exc}"
+    lowered = text.lower()
+    if any(word in lowered for word in ("gated", "401", "403", "restricted", "access to model", "awaiting")):
+        return (
+            f"cannot load the base model {name!r}: it is gated. Accept its licence on "
+            f"https://huggingface.co/{name}, then log in with `hf auth login` (or set HF_TOKEN), "
+            "or set base_model to a local folder with --model PATH. Detail: " + _short(text)
+        )
+    if any(word in lowered for word in ("offline", "couldn't connect", "connection", "resolve", "localentrynotfound",
+                                        "cannot find the requested files", "timed out", "not a local folder",
+                                        "repositorynotfound", "404", "does not appear to have", "is not a valid",
+                                        "repo id must be")):
+        return (
+            f"cannot load the base model {name!r}: it is not in the local cache and the Hub is unreachable or"
+            " does not have it. Check the id, connect to the internet once to download it (HF_HUB_OFFLINE must"
+            " be unset), or set base_model to a local folder with --model PATH (`legalft smoke-model DIR`"
+            " builds an offline test model). Detail: " + _short(text)
+        )
+    return f"cannot load the base model {name!r}: {_short(text)}"
+
+
+def describe_oom(config: Any, step: int | None) -> str:
+    """Out of GPU memory, with the settings to change in order of what saves most."""
+    sft = getattr(config, "sft", {}) or {}
+    batch = int(sft.get("per_device_train_batch_size") or 1)
+    accum = int(sft.get("gradient_accumulation_steps") or 1)
+    max_length = sft.get("max_length")
+    where = f" at step {step}" if step else ""
+    tips = []
+    if getattr(config, "method", "") in ("lora", "full"):
+        tips.append("method: qlora (4-bit base, about a quarter of the weight memory)")
+    if getattr(config, "method", "") == "full":
+        tips.append("method: lora (no optimizer state for the base weights)")
+    if max_length and int(max_length) > 256:
+        tips.append(f"a shorter sft.max_length (e.g. {int(max_length) // 2})")
+    if batch > 1:
+        tips.append(
+            f"sft.per_device_train_batch_size: {max(batch // 2, 1)} with sft.gradient_accumulation_steps: "
+            f"{accum * 2} (same effective batch)"
+        )
+    if not sft.get("gradient_checkpointing"):
+        tips.append("sft.gradient_checkpointing: true")
+    advice = "; ".join(tips) if tips else "a smaller model or a GPU with more memory"
+    return f"out of GPU memory{where}. Try {advice}. Then resume the job or start it again."
+
+
+def _short(text: str, limit: int = 400) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,474 @@
+"""Starting, watching, cancelling and resuming local training jobs.
+
+A job runs as its own process session (``start_new_session``), so closing the browser tab or
+restarting the app does not touch it. The run directory is the truth; the ``jobs`` table is the
+index, brought up to date by ``refresh_job`` / ``reconcile_jobs`` from ``status.json`` and the
+launch record. A job whose process died without a final status (killed, out of memory, machine
+restart) is found by its pid and heartbeat and marked failed with the tail of its log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from legalft.home import project_root, subdir
+from legalft.jobs import Job, create_job, list_jobs, new_job_id, require_job, update_job, upsert_checkpoint, utc_now
+from legalft.train.config import TrainConfig, TrainConfigError
+from legalft.train.rundir import (
+    ADAPTER_DIR, CANCEL_FILE, CONFIG_FILE, LOG_FILE, MERGE_FILE, MERGED_DIR, METRICS_FILE, RUN_FILE, STATUS_FILE,
+    find_checkpoints, heartbeat_age, read_json, read_log_tail, read_metrics, read_status, write_json_atomic,
+)
+
+logger = logging.getLogger(__name__)
+
+ACCELERATE_CONFIG_FILE = "accelerate.yaml"
+#: A run with no heartbeat for this long counts as dead even when its pid cannot be checked
+#: (another machine, a copied home folder). The heartbeat beats every 5 s.
+STALE_HEARTBEAT_SECONDS = 15 * 60
+CANCEL_GRACE_SECONDS = 10.0
+_ACTIVE = ("validating_files", "queued", "running")
+
+
+class JobStateError(RuntimeError):
+    """An operation that the job's current state does not allow (resume a running job...)."""
+
+
+def runs_dir() -> Path:
+    """``LEGALFT_HOME/runs``: one folder per local run, named by the job id."""
+    return subdir("runs")
+
+
+# ---- command lines ----------------------------------------------------------------------------
+
+def accelerate_config(config: TrainConfig) -> dict[str, Any]:
+    """The ``accelerate launch`` config for a multi-GPU run (data parallel, FSDP or DeepSpeed)."""
+    dist = config.distributed
+    precision = config.precision if config.precision in ("bf16", "fp16") else "bf16"
+    data: dict[str, Any] = {
+        "compute_environment": "LOCAL_MACHINE",
+        "debug": False,
+        "distributed_type": "MULTI_GPU",
+        "downcast_bf16": "no",
+        "machine_rank": dist.machine_rank,
+        "main_training_function": "main",
+        "mixed_precision": "no" if config.precision == "fp32" else precision,
+        "num_machines": dist.num_machines,
+        "num_processes": dist.num_processes * dist.num_machines,
+        "rdzv_backend": "static",
+        "same_network": True,
+        "use_cpu": False,
+    }
+    if dist.num_machines > 1:
+        data["main_process_ip"] = dist.main_process_ip
+        data["main_process_port"] = dist.main_process_port
+    if dist.strategy == "fsdp":
+        data["distributed_type"] = "FSDP"
+        data["fsdp_config"] = {
+            "fsdp_version": 2,
+            "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+            "fsdp_cpu_ram_efficient_loading": True,
+            "fsdp_offload_params": False,
+            "fsdp_reshard_after_forward": True,
+            # Sharded checkpoints resume fast; the final adapter is gathered by save_model.
+            "fsdp_state_dict_type": "SHARDED_STATE_DICT",
+            "fsdp_activation_checkpointing": False,
+        }
+    elif dist.strategy == "deepspeed":
+        data["distributed_type"] = "DEEPSPEED"
+        data["deepspeed_config"] = {
+            "deepspeed_multinode_launcher": "standard",
+            "offload_optimizer_device": "none",
+            "offload_param_device": "none",
+            "zero_stage": dist.deepspeed_stage,
+            "zero3_init_flag": dist.deepspeed_stage == 3,
+            "zero3_save_16bit_model": dist.deepspeed_stage == 3,
+            "gradient_accumulation_steps": int(config.sft.get("gradient_accumulation_steps") or 1),
+        }
+    return data
+
+
+def launch_command(config: TrainConfig, run_dir: str | Path) -> list[str]:
+    """The command that trains ``run_dir``: the module itself on one process, ``accelerate launch`` above.
+
+    ``accelerate launch`` starts ``distributed.num_processes`` processes per machine (one per GPU);
+    the same command runs on every machine of a multi-node job, each with its own ``machine_rank``.
+    """
+    run_dir = Path(run_dir)
+    dist = config.distributed
+    if dist.num_processes * dist.num_machines <= 1:
+        return [sys.executable, "-m", "legalft.train", str(run_dir)]
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--config_file", str(run_dir / ACCELERATE_CONFIG_FILE),
+        "--num_processes", str(dist.num_processes * dist.num_machines),
+        "--num_machines", str(dist.num_machines),
+        "--machine_rank", str(dist.machine_rank),
+        "--main_process_port", str(dist.main_process_port),
+    ]
+    if dist.num_machines > 1:
+        command += ["--main_process_ip", str(dist.main_process_ip)]
+    if dist.strategy == "deepspeed":
+        command += ["--use_deepspeed"]
+    elif dist.strategy == "fsdp":
+        command += ["--use_fsdp"]
+    else:
+        command += ["--multi_gpu"]
+    command += ["--module", "legalft.train", str(run_dir)]
+    return command
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # The training process must import this checkout's legalft even when it is not installed.
+    root = str(project_root())
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return env
+
+
+def _spawn(job_id: str, run_dir: Path, config: TrainConfig, resumed_from: int | None) -> dict[str, Any]:
+    """Start the training process in its own session; record the attempt in ``run.json``."""
+    import psutil
+
+    command = launch_command(config, run_dir)
+    if config.distributed.num_processes * config.distributed.num_machines > 1:
+        (run_dir / ACCELERATE_CONFIG_FILE).write_text(
+            yaml.safe_dump(accelerate_config(config), sort_keys=False), encoding="utf-8")
+    record = read_json(run_dir / RUN_FILE) or {"job_id": job_id, "created_at": utc_now(), "attempts": []}
+    write_json_atomic(run_dir / STATUS_FILE, {
+        **{k: v for k, v in read_status(run_dir).items() if k in ("latest", "total_steps", "step", "epoch",
+                                                                  "last_checkpoint_step")},
+        "state": "queued", "phase": "starting", "job_id": job_id, "attempt": len(record["attempts"]) + 1,
+        "heartbeat": time.time(), "error": None, "finished_at": None,
+    })
+    with open(run_dir / LOG_FILE, "ab") as log:
+        log.write(f"\n===== {utc_now()} attempt {len(record['attempts']) + 1}: {' '.join(command)}\n".encode())
+        log.flush()
+        try:
+            process = subprocess.Popen(
+                command, cwd=str(run_dir), env=_child_env(), stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+            )
+        except OSError as exc:
+            write_json_atomic(run_dir / STATUS_FILE, {
+                "state": "failed", "phase": "done", "job_id": job_id, "finished_at": utc_now(),
+                "error": f"cannot start the training process ({exc}): check that {command[0]} exists",
+            })
+            raise
+    try:
+        create_time = psutil.Process(process.pid).create_time()
+    except psutil.Error:
+        create_time = None
+    attempt = {"pid": process.pid, "create_time": create_time, "host": socket.gethostname(),
+               "started_at": utc_now(), "command": command, "resumed_from_step": resumed_from}
+    record["attempts"].append(attempt)
+    write_json_atomic(run_dir / RUN_FILE, record)
+    # The Popen object is dropped on purpose: the job outlives this process; zombies are reaped below.
+    return attempt
+
+
+# ---- starting and stopping --------------------------------------------------------------------
+
+def start_training(
+    config: TrainConfig,
+    dataset_path: str | Path | None = None,
+    *,
+    validation_path: str | Path | None = None,
+    name: str | None = None,
+    dataset_id: int | None = None,
+    estimated_cost: float | None = None,
+    check: bool = True,
+) -> Job:
+    """Start a detached training job and return it (status ``queued``, then ``running``).
+
+    ``dataset_path`` (and ``validation_path``) override the config's files. With ``check`` the
+    preflight runs first and a ``TrainConfigError`` lists every problem before anything starts.
+    """
+    overrides: dict[str, Any] = {}
+    if dataset_path:
+        overrides["train_file"] = str(Path(dataset_path).expanduser().resolve())
+    elif config.train_file:
+        overrides["train_file"] = str(Path(config.train_file).expanduser().resolve())
+    if validation_path:
+        overrides["validation_file"] = str(Path(validation_path).expanduser().resolve())
+    if name:
+        overrides["name"] = name
+    config = config.with_overrides(overrides)
+    if check:
+        from legalft.train.preflight import preflight
+
+        report = preflight(config)
+        if report.problems:
+            raise TrainConfigError(report.problems)
+        for warning in report.warnings:
+            logger.warning("%s", warning)
+
+    job_id = new_job_id("local")
+    run_dir = runs_dir() / job_id
+    run_dir.mkdir(parents=True)
+    config.save(run_dir / CONFIG_FILE)
+    create_job(
+        "local", job_id=job_id, status="queued", name=config.name, base_model=config.base_model,
+        dataset_id=dataset_id, dataset_path=config.train_file, config=config.to_dict(), run_dir=str(run_dir),
+        estimated_cost=estimated_cost,
+        output={"run_dir": str(run_dir), "log": str(run_dir / LOG_FILE), "metrics": str(run_dir / METRICS_FILE)},
+    )
+    attempt = _spawn(job_id, run_dir, config, resumed_from=None)
+    logger.info("started job %s (pid %s) in %s", job_id, attempt["pid"], run_dir)
+    return refresh_job(job_id)
+
+
+def _last_attempt(run_dir: Path) -> dict[str, Any] | None:
+    attempts = read_json(run_dir / RUN_FILE).get("attempts") or []
+    return attempts[-1] if attempts else None
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if the job is our child, so it does not linger as a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except (ChildProcessError, OSError):
+        pass
+
+
+def process_alive(attempt: dict[str, Any] | None) -> bool | None:
+    """Whether an attempt's process still runs: True, False, or None when it cannot be told here."""
+    import psutil
+
+    if not attempt or not attempt.get("pid"):
+        return None
+    if attempt.get("host") and attempt["host"] != socket.gethostname():
+        return None
+    pid = int(attempt["pid"])
+    _reap(pid)
+    try:
+        process = psutil.Process(pid)
+        if attempt.get("create_time") and abs(process.create_time() - float(attempt["create_time"])) > 1.0:
+            return False  # the pid was reused by another process
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return None
+
+
+def _group_alive(pgid: int) -> bool:
+    _reap(pgid)
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cancel_job(job_id: str, grace_seconds: float = CANCEL_GRACE_SECONDS) -> Job:
+    """Stop a running local job: SIGTERM to its whole process group, SIGKILL after the grace period.
+
+    The status becomes ``cancelled``; the checkpoints stay, so ``resume_job`` can continue it.
+    A job that already ended is returned unchanged.
+    """
+    job = refresh_job(job_id)
+    if job.path != "local":
+        raise JobStateError(f"job {job_id} runs on Token Factory: cancel it with the Token Factory commands")
+    if job.is_terminal:
+        return job
+    run_dir = Path(job.run_dir)
+    (run_dir / CANCEL_FILE).write_text(utc_now() + "\n", encoding="utf-8")
+    attempt = _last_attempt(run_dir)
+    if process_alive(attempt):
+        pgid = int(attempt["pid"])  # the session leader's pid is the group id (start_new_session)
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + grace_seconds
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _group_alive(pgid):
+            logger.warning("job %s did not stop within %.0f s: killing its process group", job_id, grace_seconds)
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            while _group_alive(pgid) and time.monotonic() < deadline + 5:
+                time.sleep(0.1)
+    status = read_status(run_dir)
+    if status.get("state") != "succeeded":
+        status.update(state="cancelled", phase="done", error=None, finished_at=status.get("finished_at") or utc_now())
+        write_json_atomic(run_dir / STATUS_FILE, status)
+    return refresh_job(job_id)
+
+
+def resume_job(job_id: str) -> Job:
+    """Continue a failed or cancelled local job from its last checkpoint, in the same run directory.
+
+    Metrics continue from the checkpoint's step. Without a checkpoint the run starts over.
+    """
+    job = refresh_job(job_id)
+    if job.path != "local":
+        raise JobStateError(f"job {job_id} runs on Token Factory and cannot be resumed here")
+    if not job.is_terminal:
+        raise JobStateError(f"job {job_id} is {job.status}: cancel it first, or wait for it to end")
+    if job.status == "succeeded":
+        raise JobStateError(f"job {job_id} already succeeded: start a new job to train further")
+    run_dir = Path(job.run_dir)
+    config = TrainConfig.load(run_dir / CONFIG_FILE)
+    (run_dir / CANCEL_FILE).unlink(missing_ok=True)
+    checkpoints = find_checkpoints(run_dir)
+    resumed_from = checkpoints[-1][0] if checkpoints else None
+    _spawn(job_id, run_dir, config, resumed_from=resumed_from)
+    update_job(job_id, status="queued", error=None, finished_at=None)
+    logger.info("resumed job %s from step %s", job_id, resumed_from)
+    return refresh_job(job_id)
+
+
+# ---- keeping the index in step with the run directory -----------------------------------------
+
+def _dead_run_error(run_dir: Path, attempt: dict[str, Any] | None, age: float | None) -> str:
+    pid = attempt.get("pid") if attempt else "?"
+    beat = f"; last heartbeat {age:.0f} s ago" if age is not None else ""
+    tail = read_log_tail(run_dir, 15)
+    return (f"the training process (pid {pid}) ended without a final status{beat} (killed, out of memory,"
+            f" or the machine restarted). `legalft jobs resume` continues from the last checkpoint."
+            f" Last log lines:\n{tail}")
+
+
+def refresh_job(job_id: str) -> Job:
+    """Bring a job's database row up to date with its run directory, and return it.
+
+    A run whose process is gone without a final status is marked failed (or cancelled when a
+    cancel was requested) in ``status.json`` first, with the tail of its log as the error.
+    """
+    job = require_job(job_id)
+    if job.path != "local" or not job.run_dir:
+        return job
+    run_dir = Path(job.run_dir)
+    status = read_status(run_dir)
+    state = status.get("state")
+    if state in _ACTIVE:
+        attempt = _last_attempt(run_dir)
+        alive = process_alive(attempt)
+        age = heartbeat_age(status)
+        if alive is False or (alive is None and age is not None and age > STALE_HEARTBEAT_SECONDS):
+            # Re-read: the process may have written its final status just before exiting.
+            status = read_status(run_dir)
+            if status.get("state") in _ACTIVE:
+                if (run_dir / CANCEL_FILE).exists():
+                    status.update(state="cancelled", error=None)
+                else:
+                    status.update(state="failed", error=_dead_run_error(run_dir, attempt, age))
+                status.update(phase="done", finished_at=utc_now())
+                write_json_atomic(run_dir / STATUS_FILE, status)
+                logger.warning("job %s: process gone without a final status; marked %s", job_id, status["state"])
+    return _sync(job, run_dir, status)
+
+
+def _sync(job: Job, run_dir: Path, status: dict[str, Any]) -> Job:
+    state = status.get("state") or job.status
+    if state not in ("validating_files", "queued", "running", "succeeded", "failed", "cancelled"):
+        state = job.status
+    latest = status.get("latest") or {}
+    progress = {
+        key: status.get(key)
+        for key in ("step", "total_steps", "epoch", "phase", "heartbeat", "heartbeat_at", "pid", "device",
+                    "precision", "last_checkpoint_step", "resumed_from_step", "attempt")
+        if status.get(key) is not None
+    }
+    for key in ("loss", "eval_loss", "learning_rate", "tokens_seen", "tokens_per_second", "mean_token_accuracy"):
+        if latest.get(key) is not None:
+            progress[key] = latest[key]
+    output = dict(job.output)
+    output.update({"run_dir": str(run_dir), "log": str(run_dir / LOG_FILE), "metrics": str(run_dir / METRICS_FILE)})
+    if (run_dir / ADAPTER_DIR).is_dir() and state == "succeeded":
+        output["adapter"] = str(run_dir / ADAPTER_DIR)
+    if status.get("train_loss") is not None:
+        output["train_loss"] = status["train_loss"]
+    merge = read_json(run_dir / MERGE_FILE)
+    if merge:
+        output["merged"] = str(run_dir / MERGED_DIR)
+        output["parity_ok"] = bool(merge.get("parity", {}).get("match"))
+    fields: dict[str, Any] = {}
+    if state != job.status:
+        fields["status"] = state
+    if progress != job.progress:
+        fields["progress"] = progress
+    if output != job.output:
+        fields["output"] = output
+    error = status.get("error")
+    if error != job.error:
+        fields["error"] = error
+    if status.get("started_at") and not job.started_at:
+        fields["started_at"] = status["started_at"]
+    if state in ("succeeded", "failed", "cancelled") and status.get("finished_at") != job.finished_at:
+        fields["finished_at"] = status.get("finished_at")
+    if not fields:
+        return job
+    updated = update_job(job.id, **fields)
+    _sync_checkpoints(job.id, run_dir)
+    return updated
+
+
+def _sync_checkpoints(job_id: str, run_dir: Path) -> None:
+    """Mirror the kept checkpoints into ``job_checkpoints``, like the managed path's per-epoch ones."""
+    checkpoints = find_checkpoints(run_dir)
+    if not checkpoints:
+        return
+    rows = {int(r.get("step") or 0): r for r in read_metrics(run_dir) if r.get("kind") != "eval"}
+    for step, path in checkpoints:
+        row = rows.get(step, {})
+        metrics = {k: row[k] for k in ("loss", "mean_token_accuracy", "tokens_seen") if k in row}
+        upsert_checkpoint(job_id, path.name, step=step, metrics=metrics)
+
+
+def reconcile_jobs() -> list[Job]:
+    """Refresh every local job that is not finished (call at app start and on the Monitor page).
+
+    Returns the jobs refreshed, newest first.
+    """
+    refreshed = []
+    for job in list_jobs(path="local"):
+        if job.status in _ACTIVE:
+            try:
+                refreshed.append(refresh_job(job.id))
+            except Exception:  # noqa: BLE001 - one broken run folder must not hide the others
+                logger.exception("cannot refresh job %s", job.id)
+    return refreshed
+
+
+def wait_for_job(
+    job_id: str,
+    *,
+    poll_seconds: float = 1.0,
+    timeout: float | None = None,
+    on_update: Callable[[Job], None] | None = None,
+) -> Job:
+    """Poll until the job ends (or ``timeout`` seconds pass); ``on_update`` sees each refresh."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        job = refresh_job(job_id)
+        if on_update:
+            on_update(job)
+        if job.is_terminal or (deadline is not None and time.monotonic() > deadline):
+            return job
+        time.sleep(poll_seconds)
+
+
+def job_run_dir(job_id: str) -> Path:
+    """The run directory of a local job."""
+    job = require_job(job_id)
+    if not job.run_dir:
+        raise JobStateError(f"job {job_id} has no run directory (it is a {job.path} job)")
+    return Path(job.run_dir)
