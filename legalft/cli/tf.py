@@ -148,8 +148,9 @@ def run_launch(args: argparse.Namespace) -> int:
 
     def progress(message: str, fraction: float | None) -> None:
         # Uploads report every chunk; print every 10% so a 5 GB file does not flood the terminal.
-        if fraction is None or fraction >= 1.0 or fraction * 100 >= shown["pct"] + 10:
-            shown["pct"] = int((fraction or 0) * 100)
+        pct = int((fraction or 0) * 100)
+        if fraction is None or pct >= shown["pct"] + 10 or (pct >= 100 > shown["pct"]):
+            shown["pct"] = pct
             print(f"  {message}" + (f" ({fraction:.0%})" if fraction is not None else ""), flush=True)
 
     try:

@@ -681,8 +681,9 @@ def launch_job(
             raise PreflightError(report)
         reports[role] = report
     train = reports["training"]
-    if "validation" not in reports:
-        train.warnings.append("no validation file: a 10-20% validation split shows over-fitting")
+    no_validation = "no validation file: a 10-20% validation split shows over-fitting"
+    if "validation" not in reports and no_validation not in train.warnings:
+        train.warnings.append(no_validation)
     job = create_job(
         PATH, status="validating_files", name=name or config.suffix, base_model=config.model,
         dataset_path=train.upload_path, config={**asdict(config), "hyperparameters": config.hyperparameters()},
