@@ -115,7 +115,7 @@ def iter_records(
 def _iter_jsonl(path: Path, progress) -> Iterator[RawRecord]:
     total = path.stat().st_size
     done = 0
-    loads = json.loads
+    loads = json.JSONDecoder().decode
     with open(path, "rb") as fh:
         for number, line in enumerate(fh, start=1):
             done += len(line)

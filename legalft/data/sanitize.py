@@ -47,6 +47,7 @@ DROP_KINDS = (
 )
 RECORD_FORMATS = ("messages", "prompt_completion", "alpaca", "question_answer", "text")
 MAX_ISSUES = 1000
+_encode = json.JSONEncoder(ensure_ascii=False).encode
 MAX_EXAMPLES = 50
 
 
@@ -130,8 +131,30 @@ def content_text(content: Any) -> str:
     return ""
 
 
+def _clean_as_is(messages: list[Any]) -> list[dict[str, str]] | None:
+    """The messages, when no rule would change them (the common case, checked in one pass); else None."""
+    out = []
+    previous = None
+    for index, message in enumerate(messages):
+        if type(message) is not dict:
+            return None
+        role = message.get("role")
+        content = message.get("content")
+        if (role not in VALID_ROLES or role == previous or type(content) is not str or not content
+                or content[0].isspace() or content[-1].isspace() or (role == "system" and index)):
+            return None
+        out.append({"role": role, "content": content})
+        previous = role
+    if previous != "assistant":
+        return None
+    return out
+
+
 def sanitize_messages(messages: list[Any]) -> tuple[list[dict[str, str]], list[tuple[str, str]]]:
     """Apply the per-message and per-conversation rules; returns (messages, repairs)."""
+    fast = _clean_as_is(messages)
+    if fast is not None:
+        return fast, []
     repairs: list[tuple[str, str]] = []
     kept: list[dict[str, str]] = []
     for index, message in enumerate(messages):
@@ -268,7 +291,7 @@ class Sanitizer:
             outcome = sanitize_record(raw.value)
         line = None
         if outcome.drop is None:
-            line = json.dumps(outcome.record, ensure_ascii=False)
+            line = _encode(outcome.record)
             key = hash(line)
             if key in self._seen:
                 outcome.drop = ("duplicate", "identical to an earlier record after cleaning")
