@@ -42,8 +42,7 @@ class RunDirCallback(TrainerCallback):
         self.run_dir = Path(run_dir)
         self.status = status
         self.tokens_offset = tokens_offset
-        self._last_time: float | None = None
-        self._last_tokens: float | None = None
+        self._start_time: float | None = None
         self._cuda = None
 
     def _gpu_memory_gib(self) -> float | None:
@@ -56,8 +55,7 @@ class RunDirCallback(TrainerCallback):
         return round(self._cuda.max_memory_allocated() / GIB, 3)
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self._last_time = time.time()
-        self._last_tokens = self.tokens_offset
+        self._start_time = time.time()
         self.status.update(force=True, phase="training", step=state.global_step, total_steps=state.max_steps,
                            epoch=state.epoch or 0.0)
 
@@ -86,12 +84,10 @@ class RunDirCallback(TrainerCallback):
         if not is_eval:
             tokens = _number(logs.get("num_tokens"))
             if tokens is not None:
-                seen = tokens + self.tokens_offset
-                row["tokens_seen"] = seen
-                if self._last_tokens is not None and self._last_time is not None and now > self._last_time:
-                    row["tokens_per_second"] = round((seen - self._last_tokens) / (now - self._last_time), 2)
-                self._last_tokens = seen
-            self._last_time = now
+                row["tokens_seen"] = tokens + self.tokens_offset
+                # Averaged over this attempt: per-step rates swing with checkpoint saves and logging.
+                if self._start_time is not None and now > self._start_time:
+                    row["tokens_per_second"] = round(tokens / (now - self._start_time), 2)
         memory = self._gpu_memory_gib()
         if memory is not None:
             row["gpu_memory_gib"] = memory

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,8 +147,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if isinstance(self.distributed, dict):
             self.distributed = _build(DistributedConfig, self.distributed, "distributed")
-        self.lora = {**DEFAULT_LORA, **(self.lora or {})}
-        self.sft = {**DEFAULT_SFT, **(self.sft or {})}
+        self.lora = {key: _coerce_number(value) for key, value in {**DEFAULT_LORA, **(self.lora or {})}.items()}
+        self.sft = {key: _coerce_number(value) for key, value in {**DEFAULT_SFT, **(self.sft or {})}.items()}
         self.freeze_modules = list(self.freeze_modules or [])
         problems = self.find_problems()
         if problems:
@@ -280,6 +281,17 @@ class TrainConfig:
         if not isinstance(data, dict):
             raise TrainConfigError([f"{path} must hold a mapping of settings, not {type(data).__name__}"])
         return cls.from_dict(data)
+
+
+_NUMBER_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _coerce_number(value: Any) -> Any:
+    """``"2e-4"`` as 0.0002: YAML 1.1 reads exponents without a dot as strings."""
+    if isinstance(value, str) and _NUMBER_RE.match(value.strip()):
+        number = float(value)
+        return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
+    return value
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> list[str]:

@@ -13,7 +13,7 @@ class ModelUnavailableError(RuntimeError):
     """A base model that cannot be loaded: gated, unknown, or unreachable offline."""
 
 
-DATASET_PAGE_HINT = "open it on the Dataset page to clean it (or pick a cleaned file)"
+DATASET_PAGE_HINT = "Open it on the Dataset page to clean it (or run `legalft data validate FILE`)"
 
 
 def describe_model_error(name: str, exc: BaseException) -> str:
