@@ -12,6 +12,8 @@ ROOT = Path(__file__).parent
 PAGES = [
     ("Workflow", "pages/home.py", "Home", "🏛️"),
     ("Workflow", "pages/dataset.py", "Dataset", "📚"),
+    ("Workflow", "pages/train.py", "Train", "🚀"),
+    ("Workflow", "pages/monitor.py", "Monitor", "📈"),
     ("Plan", "pages/costs.py", "Costs", "💷"),
 ]
 

@@ -1,0 +1,143 @@
+"""One view of a fine-tuning job for the Monitor page, whichever path it took.
+
+Local runs are read from their run directory; Token Factory jobs are synced from the API when it
+answers and otherwise shown from what the database recorded, so history survives being offline.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from legalft.jobs import Job, list_checkpoints, list_events, require_job
+
+log = logging.getLogger(__name__)
+
+PATH_LABELS = {"local": "Cloud (own GPU)", "token_factory": "Token Factory"}
+
+
+@dataclass
+class JobView:
+    """Everything the Monitor page shows for one job."""
+
+    job: Job
+    step: int | None = None
+    total_steps: int | None = None
+    seconds_left: float | None = None
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    """Rows with ``step`` and any of loss, eval_loss, learning_rate, tokens_per_second, epoch."""
+    activity: list[str] = field(default_factory=list)
+    """The log tail (local) or the events (managed), oldest first."""
+    sync_warning: str | None = None
+    """Why the view may be stale (the service did not answer)."""
+
+    @property
+    def fraction(self) -> float | None:
+        if self.job.status == "succeeded":
+            return 1.0
+        if self.step is None or not self.total_steps:
+            return None
+        return min(1.0, self.step / self.total_steps)
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+
+
+def duration_seconds(job: Job, now: datetime | None = None) -> float | None:
+    """Seconds from start to finish (or to now while it runs)."""
+    start = _parse_time(job.started_at) or (_parse_time(job.created_at) if job.status == "running" else None)
+    if start is None:
+        return None
+    end = _parse_time(job.finished_at) or (now or datetime.now(timezone.utc))
+    return max(0.0, (end - start).total_seconds())
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
+
+
+def refresh(job_id: str) -> tuple[Job, str | None]:
+    """The job brought up to date from its run directory or the API; a warning when that failed."""
+    job = require_job(job_id)
+    if job.path == "local":
+        from legalft.train import refresh_job
+
+        return refresh_job(job_id), None
+    if job.is_terminal and job.progress.get("synced_at") and job.finished_at:
+        return job, None  # nothing changes after the end; no need to call the service
+    from legalft.providers import token_factory as tf
+
+    try:
+        return tf.sync_job(job_id), None
+    except (tf.TokenFactoryError, ValueError) as exc:
+        return job, f"Showing the last recorded state: {exc}"
+
+
+def view(job_id: str, log_lines: int = 40) -> JobView:
+    """Refresh the job and gather its progress, metrics and activity."""
+    job, warning = refresh(job_id)
+    result = JobView(job=job, sync_warning=warning)
+    if job.path == "local":
+        from legalft.train import read_log_tail, read_metrics
+
+        progress = job.progress
+        result.step, result.total_steps = progress.get("step"), progress.get("total_steps")
+        if job.run_dir:
+            result.metrics = [
+                {k: row.get(k) for k in ("step", "epoch", "loss", "eval_loss", "learning_rate",
+                                          "tokens_per_second", "grad_norm", "mean_token_accuracy") if k in row}
+                for row in read_metrics(job.run_dir)
+            ]
+            result.activity = read_log_tail(job.run_dir, log_lines).splitlines()
+        elapsed = duration_seconds(job)
+        if job.status == "running" and result.step and result.total_steps and elapsed:
+            result.seconds_left = elapsed / result.step * (result.total_steps - result.step)
+    else:
+        progress = job.progress
+        result.step, result.total_steps = progress.get("trained_steps"), progress.get("total_steps")
+        finish = _parse_time(progress.get("estimated_finish"))
+        if finish and job.status == "running":
+            result.seconds_left = max(0.0, (finish - datetime.now(timezone.utc)).total_seconds())
+        for checkpoint in list_checkpoints(job.id):
+            metrics = checkpoint["metrics"]
+            result.metrics.append({
+                "step": checkpoint["step"], "checkpoint": checkpoint["checkpoint_id"],
+                "loss": metrics.get("train_loss"), "eval_loss": metrics.get("valid_loss"),
+                "mean_token_accuracy": metrics.get("train_mean_token_accuracy"),
+            })
+        result.activity = [f"{e['created_at']}  {e['level']:<7} {e['message']}" for e in list_events(job.id)]
+    return result
+
+
+def cancel(job_id: str) -> Job:
+    job = require_job(job_id)
+    if job.path == "local":
+        from legalft.train import cancel_job
+
+        return cancel_job(job_id)
+    from legalft.providers import token_factory as tf
+
+    return tf.cancel_job(job_id)
+
+
+def can_resume(job: Job) -> bool:
+    """A local run that stopped early can continue from its last checkpoint."""
+    if job.path != "local" or job.status not in ("cancelled", "failed") or not job.run_dir:
+        return False
+    from legalft.train import find_checkpoints
+
+    return bool(find_checkpoints(job.run_dir))

@@ -1,0 +1,180 @@
+"""Monitor: every job of both paths, and a live view of one. Everything is read back from the
+database, the run folders and the API, so a refresh, a closed tab or a restarted server loses nothing."""
+
+import json
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from legalft import monitor
+from legalft.endpoints import list_endpoints
+from legalft.jobs import list_checkpoints, list_jobs
+from legalft.providers import token_factory as tf
+from legalft.train import JobStateError, merge_run, reconcile_jobs, resume_job
+
+REFRESH_SECONDS = 2.0
+
+st.title("Monitor")
+
+# Re-attach to local runs whose process ended while nobody watched (a crash, a server restart).
+reconcile_jobs()
+jobs = list_jobs()
+if not jobs:
+    st.info("No fine-tuning job yet.")
+    st.page_link("pages/train.py", label="Launch one on the Train page", icon="🚀")
+    st.stop()
+
+rows = [{
+    "id": j.id, "status": j.status, "path": monitor.PATH_LABELS.get(j.path, j.path), "model": j.base_model,
+    "dataset": (j.dataset_path or "").rsplit("/", 1)[-1], "started": j.started_at or j.created_at,
+    "duration": monitor.format_duration(monitor.duration_seconds(j)),
+} for j in jobs]
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+ids = [j.id for j in jobs]
+# The chosen job lives in the URL, so a browser refresh comes back to it.
+wanted = st.session_state.pop("monitor_job_id", None) or st.query_params.get("job")
+if wanted in ids:
+    st.session_state["monitor_job"] = wanted
+elif st.session_state.get("monitor_job") not in ids:
+    st.session_state["monitor_job"] = ids[0]
+job_id = st.selectbox("Job", ids, key="monitor_job",
+                      format_func=lambda i: f"{i} · {next(r['status'] for r in rows if r['id'] == i)}")
+st.query_params["job"] = job_id
+
+
+def _charts(view: monitor.JobView) -> None:
+    frame = pd.DataFrame(view.metrics)
+    if frame.empty or "step" not in frame:
+        st.caption("No metrics yet: the first rows appear after the first logged step.")
+        return
+    managed = view.job.path == "token_factory"
+    panels = [("loss", "eval_loss")] + ([] if managed else [("learning_rate",), ("tokens_per_second",)])
+    titles = ["loss (train and validation)" + (" per checkpoint" if managed else "")]
+    titles += [] if managed else ["learning rate", "tokens / s"]
+    figure = make_subplots(rows=1, cols=len(panels), subplot_titles=titles)
+    names = {"loss": "train loss", "eval_loss": "validation loss", "learning_rate": "learning rate",
+             "tokens_per_second": "tokens/s"}
+    for col, keys in enumerate(panels, start=1):
+        for key in keys:
+            if key in frame and frame[key].notna().any():
+                points = frame[["step", key]].dropna()
+                figure.add_trace(go.Scatter(x=points["step"], y=points[key], name=names[key],
+                                            mode="lines+markers" if managed or key == "eval_loss" else "lines"),
+                                 row=1, col=col)
+        figure.update_xaxes(title_text="step", row=1, col=col)
+    figure.update_layout(height=320, margin=dict(t=40, b=10), legend=dict(orientation="h"))
+    st.plotly_chart(figure, width="stretch", key=f"monitor_chart_{view.job.id}")
+
+
+def _deploy_panel(job) -> None:
+    """Deploy a checkpoint of a succeeded managed job, and follow the deployment."""
+    deployed = [e for e in list_endpoints("token_factory") if e.job_id == job.id]
+    for endpoint in deployed:
+        reason = endpoint.details.get("status_reason")
+        st.write(f"Deployment `{endpoint.model}`: **{endpoint.status}**" + (f" ({reason})" if reason else ""))
+        if endpoint.status not in ("active", "error") and st.button("Check deployment", key=f"monitor_poll_{endpoint.id}"):
+            try:
+                tf.poll_deployment(endpoint.model)
+            except tf.TokenFactoryError as exc:
+                st.error(str(exc))
+            st.rerun(scope="fragment")
+    checkpoints = [c["checkpoint_id"] for c in list_checkpoints(job.id)]
+    if not checkpoints:
+        return
+    with st.form(f"monitor_deploy_form_{job.id}"):
+        d1, d2 = st.columns(2)
+        name = d1.text_input("Deployment name", value=job.name or "uk-legal", key=f"monitor_deploy_name_{job.id}")
+        checkpoint = d2.selectbox("Checkpoint", checkpoints[::-1], key=f"monitor_deploy_ckpt_{job.id}",
+                                  help="The latest is listed first.")
+        if st.form_submit_button("Deploy", type="primary"):
+            try:
+                endpoint = tf.deploy_checkpoint(job.id, name=name, checkpoint_id=checkpoint)
+            except (tf.TokenFactoryError, ValueError) as exc:
+                st.error(str(exc))
+            else:
+                st.success(f"Deploying as `{endpoint.model}` ({endpoint.status}).")
+
+
+def _render(job_id: str) -> bool:
+    """Draw the job's panel; returns whether the job has ended."""
+    view = monitor.view(job_id)
+    job = view.job
+    if view.sync_warning:
+        st.warning(view.sync_warning)
+    head = st.columns([2, 1, 1, 1])
+    head[0].markdown(f"### {job.id}\n{monitor.PATH_LABELS.get(job.path, job.path)} · `{job.base_model}`")
+    head[1].metric("Status", job.status)
+    head[2].metric("Duration", monitor.format_duration(monitor.duration_seconds(job)))
+    head[3].metric("Cost (est. → actual)",
+                   f"${job.estimated_cost:,.2f}" if job.estimated_cost is not None else "—",
+                   delta=f"actual ${job.actual_cost:,.2f}" if job.actual_cost is not None else None,
+                   delta_color="off")
+    fraction = view.fraction
+    label = f"step {view.step or 0} of {view.total_steps or '?'}"
+    if view.seconds_left is not None:
+        label += f" · about {monitor.format_duration(view.seconds_left)} left"
+    st.progress(fraction or 0.0, text=label)
+    if job.error:
+        st.error(job.error)
+    _charts(view)
+    left, right = st.columns([3, 2])
+    left.markdown("**" + ("Events" if job.path == "token_factory" else "Log") + "**")
+    left.code("\n".join(view.activity[-40:]) or "(nothing yet)", language=None)
+    right.markdown("**Config**")
+    right.json(job.config, expanded=False)
+    if job.output:
+        right.markdown("**Outputs**")
+        right.json(job.output, expanded=False)
+
+    buttons = st.columns(5)
+    if not job.is_terminal and buttons[0].button("Cancel", key=f"monitor_cancel_{job.id}"):
+        monitor.cancel(job.id)
+        st.rerun(scope="fragment")
+    if monitor.can_resume(job) and buttons[1].button("Resume", key=f"monitor_resume_{job.id}", type="primary"):
+        try:
+            resume_job(job.id)
+        except JobStateError as exc:
+            st.error(str(exc))
+        st.rerun(scope="fragment")
+    if job.status == "succeeded":
+        if job.path == "local":
+            merged = job.output.get("merged")
+            if not merged and buttons[2].button("Merge adapter", key=f"monitor_merge_{job.id}", type="primary"):
+                with st.spinner("Merging the adapter and checking parity …"):
+                    report = merge_run(job.id)
+                st.session_state["monitor_merge_message"] = report.message
+                st.rerun(scope="fragment")
+            if merged:
+                parity = job.output.get("parity_ok")
+                st.success(f"Merged into {merged} · parity check {'passed' if parity else 'FAILED'}")
+                if buttons[3].button("Serve and chat", key=f"monitor_serve_{job.id}", type="primary"):
+                    st.session_state["chat_model_dir"] = merged
+                    st.switch_page("pages/chat.py")
+        else:
+            _deploy_panel(job)
+        if buttons[4].button("Chat", key=f"monitor_chat_{job.id}"):
+            st.switch_page("pages/chat.py")
+    if st.session_state.get("monitor_merge_message"):
+        st.info(st.session_state["monitor_merge_message"])
+    return job.is_terminal
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def live_panel(job_id: str) -> None:
+    """Re-drawn every few seconds while the job runs; a full rerun once it ends stops the polling."""
+    if _render(job_id):
+        st.rerun()
+
+
+@st.fragment
+def finished_panel(job_id: str) -> None:
+    _render(job_id)
+
+
+if next(j for j in jobs if j.id == job_id).is_terminal:
+    finished_panel(job_id)
+else:
+    live_panel(job_id)
