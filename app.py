@@ -15,6 +15,7 @@ PAGES = [
     ("Workflow", "pages/train.py", "Train", "🚀"),
     ("Workflow", "pages/monitor.py", "Monitor", "📈"),
     ("Plan", "pages/costs.py", "Costs", "💷"),
+    ("Use", "pages/chat.py", "Chat", "💬"),
 ]
 
 navigation: dict[str, list] = {}

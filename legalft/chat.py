@@ -463,9 +463,14 @@ async def astream_chat(
     except openai.OpenAIError as exc:
         raise _error(endpoint, exc) from None
     finally:
-        if stream is not None:
-            await stream.close()
-        await client.close()
+        import anyio
+
+        # Shielded: on a client disconnect this task is being cancelled, and an unshielded await
+        # would be cancelled too, leaving the upstream response open and the server generating.
+        with anyio.CancelScope(shield=True):
+            if stream is not None:
+                await stream.close()
+            await client.close()
     raw, text = "".join(parts), "".join(emitted)
     yield StreamEnd(ChatReply(text=text, model=model, usage=usage, finish_reason=finish,
                               seconds=time.monotonic() - started, raw_text=raw if raw != text else None))

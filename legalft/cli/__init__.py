@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "legalft.cli.cost",
     "legalft.cli.train",
     "legalft.cli.tf",
+    "legalft.cli.serve",
 )
 
 
