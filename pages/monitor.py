@@ -80,7 +80,7 @@ def _deploy_panel(job) -> None:
                 tf.poll_deployment(endpoint.model)
             except tf.TokenFactoryError as exc:
                 st.error(str(exc))
-            st.rerun(scope="fragment")
+            st.rerun()
     checkpoints = [c["checkpoint_id"] for c in list_checkpoints(job.id)]
     if not checkpoints:
         return
@@ -132,13 +132,13 @@ def _render(job_id: str) -> bool:
     buttons = st.columns(5)
     if not job.is_terminal and buttons[0].button("Cancel", key=f"monitor_cancel_{job.id}"):
         monitor.cancel(job.id)
-        st.rerun(scope="fragment")
+        st.rerun()
     if monitor.can_resume(job) and buttons[1].button("Resume", key=f"monitor_resume_{job.id}", type="primary"):
         try:
             resume_job(job.id)
         except JobStateError as exc:
             st.error(str(exc))
-        st.rerun(scope="fragment")
+        st.rerun()
     if job.status == "succeeded":
         if job.path == "local":
             merged = job.output.get("merged")
@@ -146,7 +146,7 @@ def _render(job_id: str) -> bool:
                 with st.spinner("Merging the adapter and checking parity …"):
                     report = merge_run(job.id)
                 st.session_state["monitor_merge_message"] = report.message
-                st.rerun(scope="fragment")
+                st.rerun()
             if merged:
                 parity = job.output.get("parity_ok")
                 st.success(f"Merged into {merged} · parity check {'passed' if parity else 'FAILED'}")

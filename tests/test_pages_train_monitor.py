@@ -1,0 +1,147 @@
+"""Train and Monitor pages through AppTest: both paths launched from the page and followed to the end."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from legalft.data.registry import register_dataset
+from legalft.data.sanitize import sanitize_file
+from legalft.endpoints import list_endpoints
+from legalft.jobs import get_job, list_jobs
+from legalft.providers import token_factory as tf
+from tests.conftest import REFERENCE_QA, ROOT
+from token_factory_server import DEFAULT_KEY, start_server
+
+APP = str(ROOT / "app.py")
+
+
+def registered_reference(tmp_path):
+    clean = tmp_path / "clean.jsonl"
+    report = sanitize_file(REFERENCE_QA, clean)
+    return register_dataset(clean, "reference.jsonl", report.to_dict())
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def metric(at: AppTest, label: str) -> str | None:
+    return next((m.value for m in at.metric if m.label == label), None)
+
+
+def follow_to_end(at: AppTest, timeout: float = 240) -> str:
+    """Re-run the Monitor page as its fragment would, until the job ends."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        at.run()
+        assert not at.exception, at.exception
+        status = metric(at, "Status")
+        if status in ("succeeded", "failed", "cancelled"):
+            return status
+        time.sleep(1)
+    raise AssertionError(f"the job did not end within {timeout} s (status {metric(at, 'Status')})")
+
+
+def test_train_page_without_a_dataset_points_to_the_dataset_page():
+    at = open_page("pages/train.py")
+    assert "No dataset is registered" in at.info[0].value
+
+
+def test_monitor_page_without_jobs_says_so():
+    at = open_page("pages/monitor.py")
+    assert "No fine-tuning job yet" in at.info[0].value
+
+
+def test_cloud_settings_show_memory_and_cost_and_reject_contradictions(tmp_path):
+    registered_reference(tmp_path)
+    at = open_page("pages/train.py")
+    assert metric(at, "Records") == "148"
+    assert metric(at, "Fits") == "yes"
+    assert metric(at, "One-time GPU cost (setup, training, merge, server start)").startswith("$")
+    assert any("CPU" in c.value for c in at.caption)  # no GPU here, said plainly
+    at.selectbox(key="train_method").set_value("qlora").run()
+    said = [e.value for e in at.error] + [w.value for w in at.warning] + [c.value for c in at.caption]
+    assert any("needs a CUDA GPU" in text for text in said), said
+    assert metric(at, "Fits") == "no"
+
+
+@pytest.mark.slow
+def test_local_smoke_run_launched_from_train_page_and_followed_to_succeeded(tmp_path):
+    dataset = registered_reference(tmp_path)
+    at = open_page("pages/train.py")
+    at.button(key="train_launch").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    job_id = list_jobs()[0].id
+    job = get_job(job_id)
+    assert job.path == "local" and job.dataset_id == dataset.id and job.estimated_cost is not None
+    at.switch_page("pages/monitor.py")
+    assert follow_to_end(at) == "succeeded"
+    charts = at.get("plotly_chart")
+    assert charts, "the loss chart is drawn"
+    figure = charts[0].proto.spec
+    assert "train loss" in figure and "validation loss" in figure
+    assert job_id in str(at.query_params["job"])  # the URL names the job, so a refresh comes back to it
+    # Next step: merge, from the page.
+    at.button(key=f"monitor_merge_{job_id}").click().run()
+    assert not at.exception, at.exception
+    assert get_job(job_id).output.get("merged")
+    at.run()
+    assert any("parity check passed" in s.value for s in at.success)
+
+
+@pytest.fixture
+def standin(monkeypatch):
+    server = start_server(phase_seconds=0.2, deploy_seconds=0.2)
+    monkeypatch.setenv(tf.URL_ENV, server.base_url)
+    monkeypatch.setenv(tf.KEY_ENV, DEFAULT_KEY)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.slow
+def test_managed_run_launched_from_train_page_followed_and_deployed(tmp_path, standin):
+    registered_reference(tmp_path)
+    at = open_page("pages/train.py")
+    at.radio(key="train_path").set_value("Nebius Token Factory (managed)").run()
+    assert not at.exception, at.exception
+    assert any("API key configured" in s.value for s in at.success)
+    assert DEFAULT_KEY not in str([s.value for s in at.success] + [c.value for c in at.caption])
+    assert metric(at, "Training cost").startswith("$")
+    at.number_input(key="train_tf_epochs").set_value(2).run()
+    at.button(key="train_tf_launch").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    job_id = list_jobs()[0].id
+    assert get_job(job_id).remote_id.startswith("ftjob-")
+    at.switch_page("pages/monitor.py")
+    assert follow_to_end(at, timeout=60) == "succeeded"
+    figure = at.get("plotly_chart")[0].proto.spec
+    assert "train loss" in figure and "validation loss" in figure
+    assert "Events" in str([m.value for m in at.markdown])
+    # Deploy the latest checkpoint from the Monitor page, then follow it to active.
+    at.button[-1]  # the page rendered its buttons
+    form_submit = next(b for b in at.button if b.label == "Deploy")
+    form_submit.click().run()
+    assert not at.exception, at.exception
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        endpoints = [e for e in list_endpoints("token_factory") if e.job_id == job_id]
+        if endpoints and endpoints[0].status == "active":
+            break
+        poll = [b for b in at.button if b.label == "Check deployment"]
+        if poll:
+            poll[0].click()
+        at.run()
+        time.sleep(0.3)
+    assert endpoints and endpoints[0].status == "active"
+    assert [j.id for j in list_jobs()] == [job_id]
