@@ -422,10 +422,18 @@ def _sync(job: Job, run_dir: Path, status: dict[str, Any]) -> Job:
 
 
 def _sync_checkpoints(job_id: str, run_dir: Path) -> None:
-    """Mirror the kept checkpoints into ``job_checkpoints``, like the managed path's per-epoch ones."""
+    """Mirror the kept checkpoints into ``job_checkpoints``, like the managed path's per-epoch ones.
+
+    Checkpoints the Trainer rotated out (``save_total_limit``) are removed from the table too.
+    """
+    from legalft.db import connect
+
     checkpoints = find_checkpoints(run_dir)
-    if not checkpoints:
-        return
+    names = [path.name for _, path in checkpoints]
+    with connect() as conn:
+        marks = ", ".join("?" for _ in names)
+        conn.execute(f"DELETE FROM job_checkpoints WHERE job_id = ? AND checkpoint_id NOT IN ({marks})",
+                     [job_id, *names])
     rows = {int(r.get("step") or 0): r for r in read_metrics(run_dir) if r.get("kind") != "eval"}
     for step, path in checkpoints:
         row = rows.get(step, {})
