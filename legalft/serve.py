@@ -84,6 +84,8 @@ class ServeConfig:
     """vLLM: a chat template file; default: the model folder's ``chat_template.jinja`` when present."""
     executable: str | None = None
     """vLLM: the ``vllm`` executable; default: ``$LEGALFT_VLLM``, ``.venv-gpu/bin/vllm``, then PATH."""
+    extra_args: tuple[str, ...] = ()
+    """More flags for the server's command line, e.g. ``("--enforce-eager",)`` for vLLM."""
 
     def __post_init__(self) -> None:
         if self.kind not in SERVER_KINDS:
@@ -231,7 +233,8 @@ def transformers_command(source: ModelSource, config: ServeConfig, port: int) ->
     """``transformers serve`` pinned to one model folder (an adapter folder loads its base itself)."""
     model = source.adapter_dir or source.model
     return [*_transformers_executable(), "serve", model, "--host", config.host, "--port", str(port),
-            "--device", config.device, "--dtype", config.dtype or "auto", "--log-level", "info"]
+            "--device", config.device, "--dtype", config.dtype or "auto", "--log-level", "info",
+            *config.extra_args]
 
 
 def vllm_command(source: ModelSource, config: ServeConfig, port: int, executable: str = "vllm") -> list[str]:
@@ -249,7 +252,7 @@ def vllm_command(source: ModelSource, config: ServeConfig, port: int, executable
         command += ["--enable-lora", "--lora-modules", f"{served}={source.adapter_dir}"]
         if source.adapter_rank and source.adapter_rank > VLLM_DEFAULT_MAX_LORA_RANK:
             command += ["--max-lora-rank", str(source.adapter_rank)]
-    return command
+    return command + list(config.extra_args)
 
 
 def build_command(source: ModelSource, config: ServeConfig, port: int) -> list[str]:

@@ -270,9 +270,11 @@ def test_find_vllm_prefers_the_configured_executable_and_names_the_install(tmp_p
 
 def test_cli_prints_the_vllm_command_without_vllm(tmp_path, capsys):
     model = _model_dir(tmp_path / "m")
-    assert main(["serve", "start", str(model), "--kind", "vllm", "--print-command", "--port", "8100"]) == 0
+    assert main(["serve", "start", str(model), "--kind", "vllm", "--print-command", "--port", "8100",
+                 "--server-arg=--enforce-eager"]) == 0
     printed = capsys.readouterr().out
     assert "serve" in printed and "--served-model-name legal-lora" in printed and "--port 8100" in printed
+    assert printed.split()[-1] == "--enforce-eager"
     assert main(["serve", "start", str(tmp_path / "missing")]) == 1
     assert "neither a folder nor a job id" in capsys.readouterr().err
     assert main(["serve", "start", str(model), "--kind", "vllm", "--gpu-memory-utilization", "2"]) == 2

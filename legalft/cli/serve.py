@@ -32,6 +32,8 @@ def register(subparsers) -> None:
     start.add_argument("--gpu-memory-utilization", type=float, default=0.90, help="vLLM: share of GPU memory")
     start.add_argument("--chat-template", help="vLLM: a chat template file (default: the model's own)")
     start.add_argument("--vllm", dest="executable", help="vLLM: the vllm executable (default: .venv-gpu/bin/vllm)")
+    start.add_argument("--server-arg", dest="extra_args", action="append", default=[], metavar="FLAG",
+                       help="one more flag for the server, e.g. --server-arg=--enforce-eager (repeatable)")
     start.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS", help="how long to wait for it")
     start.add_argument("--no-wait", action="store_true", help="return once the process started")
     start.add_argument("--print-command", action="store_true", help="print the server's command line; start nothing")
@@ -81,7 +83,8 @@ def _config(args: argparse.Namespace):
         return ServeConfig(kind=args.kind, host=args.host, port=args.port, name=args.name,
                            served_model_name=args.served_model_name, device=args.device, dtype=args.dtype,
                            max_model_len=args.max_model_len, gpu_memory_utilization=args.gpu_memory_utilization,
-                           chat_template=args.chat_template, executable=args.executable)
+                           chat_template=args.chat_template, executable=args.executable,
+                           extra_args=tuple(args.extra_args))
     except ServeError as exc:
         raise UsageError(str(exc)) from None
 
