@@ -40,22 +40,30 @@ def train_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, smoke_dir, train_file):
+def validation_file(tmp_path_factory) -> Path:
+    lines = (ROOT / "data" / "legislation_qa_clean.jsonl").read_text(encoding="utf-8").splitlines()[33:41]
+    path = tmp_path_factory.mktemp("data") / "validation.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, smoke_dir, train_file, validation_file):
     """One complete run started through the CLI, shared by the tests that only read it."""
     home = tmp_path_factory.mktemp("home")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LEGALFT_HOME", str(home))
         code = cli_main(["train", "--recipe", "smoke", "--model", str(smoke_dir), "--dataset", str(train_file),
-                         "--set", "sft.num_train_epochs=2", "--wait"])
+                         "--validation", str(validation_file), "--set", "sft.num_train_epochs=2", "--wait"])
         job = sorted((home / "runs").iterdir())[-1].name
     return {"home": home, "job_id": job, "exit_code": code}
 
 
-def _long_config(smoke_dir: Path, steps: int = 120) -> TrainConfig:
+def _long_config(smoke_dir: Path, steps: int = 60) -> TrainConfig:
     """Enough one-record steps that a cancel or a kill lands mid-run, with frequent checkpoints."""
     return load_recipe("smoke").with_overrides({
         "base_model": str(smoke_dir), "sft.max_steps": steps, "sft.per_device_train_batch_size": 1,
-        "sft.max_length": 64, "sft.save_steps": 10, "sft.learning_rate": 1e-3,
+        "sft.max_length": 64, "sft.save_steps": 5, "sft.learning_rate": 1e-3,
     })
 
 
@@ -83,8 +91,11 @@ def test_a_run_finishes_with_metrics_adapter_and_index(finished_run, monkeypatch
     job = get_job(finished_run["job_id"])
     assert job.status == "succeeded" and job.error is None
     run_dir = Path(job.run_dir)
-    rows = read_metrics(run_dir)
+    rows = [r for r in read_metrics(run_dir) if r["kind"] == "train"]
     assert [r["step"] for r in rows] == list(range(1, 17))  # 32 records, batch 4, 2 epochs
+    evals = [r for r in read_metrics(run_dir) if r["kind"] == "eval"]
+    assert [r["step"] for r in evals] == [4, 8, 12, 16]  # at each checkpoint
+    assert all(r["eval_loss"] > 0 for r in evals) and job.progress["eval_loss"] == evals[-1]["eval_loss"]
     for key in ("loss", "learning_rate", "grad_norm", "epoch", "tokens_seen", "tokens_per_second",
                 "mean_token_accuracy"):
         assert all(key in r for r in rows), key
@@ -132,7 +143,7 @@ def test_merge_reads_the_base_model_from_the_run(finished_run, monkeypatch, tmp_
 def test_cancel_stops_the_process_group_and_resume_continues(smoke_dir, train_file):
     job = start_training(_long_config(smoke_dir), train_file, check=False)
     run_dir = Path(job.run_dir)
-    _wait_for_checkpoint(run_dir, 10)
+    _wait_for_checkpoint(run_dir, 5)
     pid = json.loads((run_dir / "run.json").read_text())["attempts"][-1]["pid"]
     job = cancel_job(job.id)
     assert job.status == "cancelled" and job.finished_at
@@ -145,14 +156,14 @@ def test_cancel_stops_the_process_group_and_resume_continues(smoke_dir, train_fi
     assert job.status in ("queued", "running")
     job = wait_for_job(job.id, poll_seconds=0.5, timeout=300)
     assert job.status == "succeeded", job.error
-    _assert_metrics_continue(run_dir, resumed_from, 120)
+    _assert_metrics_continue(run_dir, resumed_from, 60)
     assert "resuming from checkpoint-" in (run_dir / "train.log").read_text()
 
 
 def test_kill_9_is_reconciled_to_failed_and_resume_continues_from_the_checkpoint(smoke_dir, train_file):
     job = start_training(_long_config(smoke_dir), train_file, check=False)
     run_dir = Path(job.run_dir)
-    _wait_for_checkpoint(run_dir, 10)
+    _wait_for_checkpoint(run_dir, 5)
     pid = json.loads((run_dir / "run.json").read_text())["attempts"][-1]["pid"]
     os.killpg(pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
@@ -164,11 +175,11 @@ def test_kill_9_is_reconciled_to_failed_and_resume_continues_from_the_checkpoint
     assert reconcile_jobs() == []  # nothing left to reconcile
 
     resumed_from = find_checkpoints(run_dir)[-1][0]
-    assert resumed_from >= 10
+    assert 5 <= resumed_from < 60
     job = resume_job(job.id)
     job = wait_for_job(job.id, poll_seconds=0.5, timeout=300)
     assert job.status == "succeeded", job.error
-    _assert_metrics_continue(run_dir, resumed_from, 120)
+    _assert_metrics_continue(run_dir, resumed_from, 60)
     attempts = json.loads((run_dir / "run.json").read_text())["attempts"]
     assert [a["resumed_from_step"] for a in attempts] == [None, resumed_from]
 

@@ -92,4 +92,4 @@ class RunDirCallback(TrainerCallback):
         if memory is not None:
             row["gpu_memory_gib"] = memory
         append_metrics(self.run_dir, row)
-        self.status.update(step=state.global_step, epoch=row["epoch"], latest=row)
+        self.status.update(step=state.global_step, epoch=row["epoch"], **{"latest_eval" if is_eval else "latest": row})

@@ -28,7 +28,8 @@ MODEL_CLASSES = ("causal-lm", "image-text-to-text")
 
 #: Project defaults under a recipe's ``sft:`` section (TRL ``SFTConfig`` field names). They follow the
 #: reference recipe except where a default there would surprise: ``logging_steps: 1`` so
-#: ``metrics.jsonl`` has a row per optimizer step.
+#: ``metrics.jsonl`` has a row per optimizer step. ``eval_strategy`` is left out on purpose: with a
+#: validation file the run evaluates at every checkpoint unless the recipe says otherwise.
 DEFAULT_SFT: dict[str, Any] = {
     "num_train_epochs": 3,
     "learning_rate": 1e-4,
@@ -42,7 +43,6 @@ DEFAULT_SFT: dict[str, Any] = {
     "gradient_checkpointing": True,
     "seed": 42,
     "logging_steps": 1,
-    "eval_strategy": "no",
     "save_strategy": "steps",
     "save_steps": 50,
     "save_total_limit": 2,

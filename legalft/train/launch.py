@@ -146,9 +146,10 @@ def _spawn(job_id: str, run_dir: Path, config: TrainConfig, resumed_from: int | 
         (run_dir / ACCELERATE_CONFIG_FILE).write_text(
             yaml.safe_dump(accelerate_config(config), sort_keys=False), encoding="utf-8")
     record = read_json(run_dir / RUN_FILE) or {"job_id": job_id, "created_at": utc_now(), "attempts": []}
+    # Keep the progress of earlier attempts visible until the new process reports its own.
+    kept = ("latest", "latest_eval", "total_steps", "step", "epoch", "last_checkpoint_step")
     write_json_atomic(run_dir / STATUS_FILE, {
-        **{k: v for k, v in read_status(run_dir).items() if k in ("latest", "total_steps", "step", "epoch",
-                                                                  "last_checkpoint_step")},
+        **{k: v for k, v in read_status(run_dir).items() if k in kept},
         "state": "queued", "phase": "starting", "job_id": job_id, "attempt": len(record["attempts"]) + 1,
         "heartbeat": time.time(), "error": None, "finished_at": None,
     })
@@ -380,7 +381,7 @@ def _sync(job: Job, run_dir: Path, status: dict[str, Any]) -> Job:
     state = status.get("state") or job.status
     if state not in ("validating_files", "queued", "running", "succeeded", "failed", "cancelled"):
         state = job.status
-    latest = status.get("latest") or {}
+    latest = {**(status.get("latest_eval") or {}), **(status.get("latest") or {})}
     progress = {
         key: status.get(key)
         for key in ("step", "total_steps", "epoch", "phase", "heartbeat", "heartbeat_at", "pid", "device",

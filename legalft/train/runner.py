@@ -136,13 +136,19 @@ def train(run_dir: Path, status: StatusWriter) -> dict[str, Any]:
     else:
         truncate_metrics(run_dir, 0)
 
+    sft = dict(config.sft)
+    if eval_dataset is not None:
+        # A validation file means evaluation, at each checkpoint unless the config says otherwise.
+        sft.setdefault("eval_strategy", "steps")
+        if sft["eval_strategy"] == "steps":
+            sft.setdefault("eval_steps", sft.get("save_steps") or 50)
     args = SFTConfig(
         output_dir=str(run_dir / CHECKPOINTS_DIR),
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=device == "cpu",
         report_to="none",
-        **config.sft,
+        **sft,
     )
     peft_config = LoraConfig(task_type="CAUSAL_LM", **config.lora) if config.uses_lora else None
     trainer = SFTTrainer(

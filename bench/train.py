@@ -1,0 +1,225 @@
+"""Benchmark: `legalft train` against a plain TRL SFTTrainer script, same model, data and settings.
+
+    .venv/bin/python bench/train.py                  # CPU: a ~3.7 M-parameter Llama built offline
+    .venv/bin/python bench/train.py --shape llama-3.1-8b --steps 30     # on a GPU machine
+    .venv/bin/python bench/train.py --shape gemma-4-e4b --steps 30
+
+Both trainers run as separate processes in the same invocation, alternating, `--repeats` times:
+`legalft train --config ... --wait` (the detached job with its heartbeat, status and per-step
+metrics) and a plain script that builds the same SFTConfig/LoraConfig and calls trainer.train().
+Throughput is trained tokens (non-padding tokens the trainer fed the model) divided by the
+trainer's own train_runtime; the median of the repeats is compared (target: ratio ≥ 0.95, the job
+machinery costs nothing). Then `legalft train` runs with packing on against off.
+
+On a GPU the model has the shape of Gemma 4 E4B (text stack) or Llama 3.1 8B with random weights
+from the config (no download), and the benchmark also prints model FLOPs utilisation: model FLOPs
+per token (2·N forward + 2·N backward through the frozen weights for LoRA, 6·N for full, plus
+attention 12·layers·hidden·length/2) × tokens/s ÷ the GPU's peak dense bf16 FLOPs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+REFERENCE = ROOT / "data" / "legislation_qa_clean.jsonl"
+
+#: Peak dense bf16 tensor FLOPs by GPU name fragment.
+PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0}
+
+PLAIN_SCRIPT = r'''
+import json, sys, time
+config = json.loads(sys.argv[1])
+import datasets, torch
+from peft import LoraConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import SFTConfig, SFTTrainer
+
+records = [json.loads(line) for line in open(config["train_file"], encoding="utf-8") if line.strip()]
+records = [{"messages": [{"role": m["role"], "content": m["content"]} for m in r["messages"]]} for r in records]
+tokenizer = AutoTokenizer.from_pretrained(config["model"])
+cuda = torch.cuda.is_available()
+dtype = torch.bfloat16 if cuda else torch.float32
+model = AutoModelForCausalLM.from_pretrained(config["model"], dtype=dtype)
+args = SFTConfig(output_dir=config["out"], bf16=cuda, use_cpu=not cuda, report_to="none", save_strategy="no",
+                 **{k: v for k, v in config["sft"].items() if k not in ("save_strategy", "save_steps", "save_total_limit",
+                                                                       "logging_steps")})
+trainer = SFTTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(records),
+                     processing_class=tokenizer, peft_config=LoraConfig(task_type="CAUSAL_LM", **config["lora"]))
+result = trainer.train()
+print("RESULT " + json.dumps({"tokens": float(trainer._total_train_tokens),
+                              "train_runtime": result.metrics["train_runtime"], "steps": trainer.state.global_step}))
+'''
+
+
+def build_model(shape: str, out: Path) -> Path:
+    """A random-weight model of the requested shape with the smoke tokenizer; offline."""
+    from legalft.train.smoke import SmokeModelSpec, build_smoke_model, build_tokenizer
+
+    if shape == "tiny":
+        spec = SmokeModelSpec(hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=4,
+                              num_key_value_heads=4, initializer_range=0.02)
+        return build_smoke_model(out, spec)
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = build_tokenizer(SmokeModelSpec())
+    if shape == "llama-3.1-8b":
+        from transformers import LlamaConfig
+
+        config = LlamaConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                             num_key_value_heads=8, vocab_size=128256, max_position_embeddings=8192,
+                             rope_theta=500000.0, tie_word_embeddings=False)
+    elif shape == "gemma-4-e4b":
+        from transformers import Gemma4TextConfig
+
+        config = Gemma4TextConfig(hidden_size=2560, intermediate_size=10240, num_hidden_layers=42,
+                                  num_attention_heads=8, num_key_value_heads=2, head_dim=256, vocab_size=262144)
+    else:
+        raise SystemExit(f"unknown shape {shape}")
+    config.pad_token_id, config.eos_token_id, config.bos_token_id = (
+        tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def model_flops_per_token(model_dir: Path, max_length: int, method: str) -> float:
+    from legalft.train.hardware import model_shape
+
+    shape = model_shape(str(model_dir))
+    n = shape.params - shape.vocab_size * shape.hidden_size  # embeddings are a lookup, not a matmul
+    per_param = 6 if method == "full" else 4  # LoRA: no weight gradients for the frozen base
+    attention = 12 * shape.num_layers * shape.hidden_size * max_length / 2 * (per_param / 6)
+    return per_param * n + attention
+
+
+def run_legalft(model: Path, data: Path, sft: dict, lora: dict, work: Path, env: dict) -> dict:
+    config = {"base_model": str(model), "method": "lora", "train_file": str(data), "sft": sft, "lora": lora,
+              "precision": "auto", "name": "bench"}
+    path = work / f"legalft-{time.time_ns()}.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "legalft", "train", "--config", str(path), "--wait"],
+                         capture_output=True, text=True, env=env, cwd=ROOT)
+    wall = time.perf_counter() - started
+    if out.returncode != 0:
+        raise SystemExit(f"legalft train failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    run_dir = Path(next(line.split(": ", 1)[1] for line in out.stdout.splitlines() if line.startswith("run directory")))
+    status = json.loads((run_dir / "status.json").read_text())
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    tokens = [r["tokens_seen"] for r in rows if "tokens_seen" in r][-1]
+    runtime = status["summary"]["train_runtime"]
+    return {"tokens": tokens, "train_runtime": runtime, "tokens_per_second": tokens / runtime, "wall": wall,
+            "steps": status["step"]}
+
+
+def run_plain(model: Path, data: Path, sft: dict, lora: dict, work: Path, env: dict) -> dict:
+    config = {"model": str(model), "train_file": str(data), "sft": sft, "lora": lora,
+              "out": str(work / f"plain-{time.time_ns()}")}
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", PLAIN_SCRIPT, json.dumps(config)], capture_output=True, text=True,
+                         env=env, cwd=work)
+    wall = time.perf_counter() - started
+    line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT ")), None)
+    if out.returncode != 0 or line is None:
+        raise SystemExit(f"plain TRL script failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    result = json.loads(line[len("RESULT "):])
+    result.update(tokens_per_second=result["tokens"] / result["train_runtime"], wall=wall)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", default="tiny", choices=("tiny", "llama-3.1-8b", "gemma-4-e4b"))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=float, default=1)
+    parser.add_argument("--steps", type=int, default=0, help="max_steps (0: use --epochs)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--no-packing-comparison", action="store_true")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="legalft-bench-"))
+    env = dict(os.environ, LEGALFT_HOME=str(work / "home"), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    data = work / "train.jsonl"
+    # Records 2-148 of the reference set (record 1 is the known malformed one).
+    data.write_text("\n".join(REFERENCE.read_text(encoding="utf-8").splitlines()[1:]) + "\n", encoding="utf-8")
+    print(f"building the {args.shape} model in {work} ...", flush=True)
+    model = build_model(args.shape, work / "model")
+    from legalft.train.hardware import detect_hardware, model_shape
+
+    hardware = detect_hardware()
+    params = model_shape(str(model)).params
+    print(f"model: {args.shape}, {params / 1e6:.1f} M parameters; machine: {hardware.describe()}")
+
+    sft = {"num_train_epochs": args.epochs, "per_device_train_batch_size": args.batch,
+           "gradient_accumulation_steps": 1, "max_length": args.max_length, "learning_rate": 1e-4,
+           "lr_scheduler_type": "constant", "warmup_steps": 0, "packing": False, "assistant_only_loss": True,
+           "gradient_checkpointing": hardware.has_gpu and args.shape != "tiny", "seed": 0,
+           "logging_steps": 1, "save_steps": 1000, "save_total_limit": 1, "dataloader_num_workers": 0}
+    if args.steps:
+        sft["max_steps"] = args.steps
+    lora = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear"}
+
+    legalft_runs, plain_runs = [], []
+    for repeat in range(args.repeats):
+        # Alternate the order so drift in the machine's load hits both alike.
+        order = [("legalft", run_legalft), ("plain", run_plain)]
+        if repeat % 2:
+            order.reverse()
+        for name, runner in order:
+            result = runner(model, data, sft, lora, work, env)
+            (legalft_runs if name == "legalft" else plain_runs).append(result)
+            print(f"  run {repeat + 1} {name:8} {result['tokens']:>10.0f} tokens in {result['train_runtime']:7.2f} s"
+                  f" = {result['tokens_per_second']:9.1f} tok/s  (process wall {result['wall']:.1f} s)", flush=True)
+
+    ours = statistics.median(r["tokens_per_second"] for r in legalft_runs)
+    plain = statistics.median(r["tokens_per_second"] for r in plain_runs)
+    results = {"shape": args.shape, "params": params, "machine": hardware.describe(),
+               "legalft_tokens_per_second": ours, "plain_trl_tokens_per_second": plain, "ratio": ours / plain,
+               "legalft_wall_s": statistics.median(r["wall"] for r in legalft_runs),
+               "plain_wall_s": statistics.median(r["wall"] for r in plain_runs),
+               "tokens_per_run": legalft_runs[0]["tokens"], "plain_tokens_per_run": plain_runs[0]["tokens"]}
+    print(f"\nlegalft train: {ours:.1f} tok/s   plain TRL: {plain:.1f} tok/s   ratio {ours / plain:.3f}"
+          f" (target >= 0.95)")
+    print(f"process wall time (median): legalft {results['legalft_wall_s']:.1f} s, plain {results['plain_wall_s']:.1f} s")
+
+    if not args.no_packing_comparison:
+        packed = [run_legalft(model, data, {**sft, "packing": True}, lora, work, env) for _ in range(args.repeats)]
+        packed_tps = statistics.median(r["tokens_per_second"] for r in packed)
+        results.update(packing_tokens_per_second=packed_tps, packing_ratio=packed_tps / ours,
+                       packing_steps=packed[0]["steps"], no_packing_steps=legalft_runs[0]["steps"])
+        print(f"packing: {packed_tps:.1f} tok/s in {packed[0]['steps']} steps against {ours:.1f} tok/s in"
+              f" {legalft_runs[0]['steps']} steps without (x{packed_tps / ours:.2f})")
+
+    if hardware.has_gpu:
+        peak = next((v for k, v in PEAK_TFLOPS.items() if k in hardware.gpus[0].name), None)
+        flops = model_flops_per_token(model, args.max_length, "lora")
+        results["model_flops_per_token"] = flops
+        if peak:
+            results["mfu"] = ours * flops / (peak * 1e12)
+            print(f"MFU: {results['mfu'] * 100:.1f} % ({flops / 1e9:.2f} GFLOP/token at {peak:.0f} TFLOPS peak)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
