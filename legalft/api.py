@@ -248,10 +248,23 @@ def create_app(endpoint: Endpoint, settings: ApiSettings | None = None) -> FastA
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_credentials=False,
                            allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])
 
+    def current_endpoint() -> Endpoint:
+        # Re-read, so a server restarted on another port, or stopped, is seen as it is now.
+        try:
+            return resolve_endpoint(str(endpoint.id))
+        except ChatError:
+            return endpoint
+
     @app.get("/health")
     async def health():
-        report = await run_in_threadpool(check_health, endpoint, 3.0)
-        body = {"status": "ok" if report.ok else "unavailable", "model": model_name, "detail": report.detail}
+        report = await run_in_threadpool(lambda: check_health(current_endpoint(), 3.0))
+        if not report.ok:
+            # The full report (log tail, paths) goes to the operator's log, not to callers.
+            log.warning("model server %s is %s: %s", endpoint.name, report.status, report.detail)
+        detail = "ok" if report.ok else {"stopped": "the model server was stopped", "failed": "the model server "
+                                         "has exited", "starting": "the model server is starting"}.get(
+                                             report.status, "the model server does not answer")
+        body = {"status": "ok" if report.ok else "unavailable", "model": model_name, "detail": detail}
         return JSONResponse(body, status_code=200 if report.ok else 503)
 
     def reply_settings(max_tokens: int, temperature: float) -> ChatSettings:
@@ -259,13 +272,13 @@ def create_app(endpoint: Endpoint, settings: ApiSettings | None = None) -> FastA
 
     async def answer(messages: list[dict[str, str]], chat_settings: ChatSettings) -> ChatReply:
         try:
-            return await achat(endpoint, messages, settings=chat_settings, clean=settings.clean_answers,
+            return await achat(current_endpoint(), messages, settings=chat_settings, clean=settings.clean_answers,
                                timeout=settings.timeout)
         except ChatError as exc:
             raise _http_error(exc) from None
 
     async def stream(messages: list[dict[str, str]], chat_settings: ChatSettings) -> StreamingResponse:
-        pieces = astream_chat(endpoint, messages, settings=chat_settings, clean=settings.clean_answers,
+        pieces = astream_chat(current_endpoint(), messages, settings=chat_settings, clean=settings.clean_answers,
                               timeout=settings.timeout)
         # Wait for the first piece here, so a model server that is down is a plain 503, not a 200
         # whose stream carries an error.

@@ -339,6 +339,7 @@ def test_api_schema_limits(path, body, field):
 def test_api_health_is_503_when_the_model_server_is_down():
     response = _client().get("/health")
     assert response.status_code == 503 and response.json()["status"] == "unavailable"
+    assert response.json()["detail"] == "the model server does not answer"  # no URLs or log lines to callers
 
 
 def test_api_cors_only_for_configured_origins():

@@ -129,7 +129,8 @@ def test_start_is_idempotent_and_stop_ends_the_process(served):
     assert serve._process(fresh.details) is None
     assert serve.check_health(stopped).status == "stopped"
     health = TestClient(create_app(stopped, ApiSettings(token=TOKEN))).get("/health")
-    assert health.status_code == 503 and health.json()["status"] == "unavailable"
+    assert health.status_code == 503
+    assert health.json() == {"status": "unavailable", "model": "short-lived", "detail": "the model server was stopped"}
     assert serve.stop_server(stopped).status == "stopped"  # idempotent
     # The module's own server was left alone.
     assert serve.check_health(tuned).ok
