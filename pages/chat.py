@@ -96,22 +96,23 @@ def _label(endpoint_id: int) -> str:
 
 
 if st.session_state.get("chat_endpoint") not in by_id:
-    st.session_state["chat_endpoint"] = ids[0]
-top = st.columns([3, 1, 3])
+    # A base model served beside an adapter is for comparing, not the first choice.
+    st.session_state["chat_endpoint"] = next((i for i in ids if by_id[i].details.get("role") != "base"), ids[0])
+top = st.columns(2)
 endpoint = by_id[top[0].selectbox("Model", ids, format_func=_label, key="chat_endpoint")]
-compare = top[1].toggle("Compare with base model", key="chat_compare",
+compare = top[0].toggle("Compare with base model", key="chat_compare",
                         help="Send each question to a second model too, and show both answers side by side.")
 base = None
 if compare:
     others = [i for i in ids if i != endpoint.id]
     if not others:
-        top[2].warning("Compare needs a second endpoint: start a server for the base model too.")
+        top[1].warning("Compare needs a second endpoint: start a server for the base model too.")
     else:
         # vLLM serving an adapter also serves its base model: that is the natural comparison.
         sibling = next((i for i in others if by_id[i].details.get("adapter_endpoint_id") == endpoint.id), others[0])
         if st.session_state.get("chat_base_endpoint") not in others:
             st.session_state["chat_base_endpoint"] = sibling
-        base = by_id[top[2].selectbox("Base model", others, format_func=_label, key="chat_base_endpoint")]
+        base = by_id[top[1].selectbox("Base model", others, format_func=_label, key="chat_base_endpoint")]
 
 with st.expander("Settings"):
     system_prompt = st.text_area("System prompt", value=chat.DEFAULT_SYSTEM_PROMPT, key="chat_system_prompt",
