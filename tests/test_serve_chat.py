@@ -25,6 +25,8 @@ from legalft.api import ApiSettings, create_app
 from legalft.cli import main
 from legalft.endpoints import Endpoint, list_endpoints, save_endpoint
 
+pytestmark = pytest.mark.slow  # every test here uses the module's two model servers (about 15 s to start)
+
 TOKEN = "test-token-" + "x" * 24
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 QUESTION = "What does section 1 of the Interpretation Act 1978 say about gender?"
