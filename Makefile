@@ -1,5 +1,5 @@
 # Two commands do all the set-up: `make run` and `make test`.
-.PHONY: run test bench setup clean
+.PHONY: run test bench serve-gpu clean
 
 PORT ?= 8501
 PYTEST_ARGS ?=
@@ -16,6 +16,12 @@ bench:
 	@scripts/setup_env.sh
 	.venv/bin/python bench/validate.py
 	.venv/bin/python bench/train.py
+
+# GPU serving: vLLM needs its own pinned set (requirements-gpu.lock); RUN is a job id, run folder or model folder.
+serve-gpu:
+	@scripts/setup_env.sh
+	test -x .venv-gpu/bin/vllm || (python3.11 -m venv .venv-gpu && .venv-gpu/bin/pip install -r requirements-gpu.lock)
+	.venv/bin/legalft serve start $(RUN) --kind vllm
 
 clean:
 	rm -rf .venv .pytest_cache
