@@ -4,18 +4,18 @@ from pathlib import Path
 
 import streamlit as st
 
-st.set_page_config(page_title="legalft", page_icon="⚖️", layout="wide")
+st.set_page_config(page_title="legalft", page_icon=":material/balance:", layout="wide")
 
 ROOT = Path(__file__).parent
 
 # (section, file, title, icon). The default page comes first.
 PAGES = [
-    ("Workflow", "pages/home.py", "Home", "🏛️"),
-    ("Workflow", "pages/dataset.py", "Dataset", "📚"),
-    ("Workflow", "pages/train.py", "Train", "🚀"),
-    ("Workflow", "pages/monitor.py", "Monitor", "📈"),
-    ("Plan", "pages/costs.py", "Costs", "💷"),
-    ("Use", "pages/chat.py", "Chat", "💬"),
+    ("Workflow", "pages/home.py", "Home", ":material/account_balance:"),
+    ("Workflow", "pages/dataset.py", "Dataset", ":material/dataset:"),
+    ("Workflow", "pages/train.py", "Train", ":material/model_training:"),
+    ("Workflow", "pages/monitor.py", "Monitor", ":material/monitoring:"),
+    ("Plan", "pages/costs.py", "Costs", ":material/payments:"),
+    ("Use", "pages/chat.py", "Chat", ":material/forum:"),
 ]
 
 navigation: dict[str, list] = {}

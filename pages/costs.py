@@ -102,7 +102,7 @@ st.caption(
 
 # --- Scenario ---------------------------------------------------------------------------------
 
-st.button(costs.REFERENCE_SCENARIO_LABEL, on_click=apply_reference_preset, key="costs_preset", icon="⚖️")
+st.button(costs.REFERENCE_SCENARIO_LABEL, on_click=apply_reference_preset, key="costs_preset", icon=":material/balance:")
 with st.form("costs_scenario"):
     st.markdown("**Usage**")
     c1, c2, c3, c4 = st.columns(4)
@@ -211,7 +211,7 @@ for column, cost in zip(columns[1:], estimate.gpu_modes.values()):
         ),
         border=True,
     )
-(st.success if recommendation.path == "managed" else st.warning)(recommendation.text, icon="💡")
+(st.success if recommendation.path == "managed" else st.warning)(recommendation.text, icon=":material/lightbulb:")
 
 capacity = estimate.queries_per_gpu_per_day
 capacity_text = number(math.floor(capacity)) if math.isfinite(capacity) else "unlimited"

@@ -6,7 +6,7 @@ from legalft.data.registry import list_datasets
 from legalft.endpoints import list_endpoints
 from legalft.jobs import list_jobs
 
-st.title("⚖️ legalft")
+st.title("legalft")
 st.markdown("Fine-tune a language model on UK legislation, on **your own GPU** or on **Nebius Token Factory**, "
             "and see what each costs before you start.")
 
@@ -35,7 +35,7 @@ if datasets:
 else:
     st.info("No dataset registered yet. The Dataset page opens with the bundled reference set ready: "
             "review it and press **Use for training**.")
-st.page_link("pages/dataset.py", label="Open the Dataset page", icon="📚")
+st.page_link("pages/dataset.py", label="Open the Dataset page", icon=":material/dataset:")
 
 if jobs:
     st.subheader("Recent jobs")

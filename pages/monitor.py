@@ -23,7 +23,7 @@ reconcile_jobs()
 jobs = list_jobs()
 if not jobs:
     st.info("No fine-tuning job yet.")
-    st.page_link("pages/train.py", label="Launch one on the Train page", icon="🚀")
+    st.page_link("pages/train.py", label="Launch one on the Train page", icon=":material/model_training:")
     st.stop()
 
 rows = [{

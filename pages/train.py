@@ -39,7 +39,7 @@ def _recommendation() -> str:
 datasets = list_datasets()
 if not datasets:
     st.info("No dataset is registered yet: review one on the Dataset page and press **Use for training**.")
-    st.page_link("pages/dataset.py", label="Go to the Dataset page", icon="📚")
+    st.page_link("pages/dataset.py", label="Go to the Dataset page", icon=":material/dataset:")
     st.stop()
 
 by_id = {d.id: d for d in datasets}
@@ -81,7 +81,7 @@ st.table(pd.DataFrame({
                              "data and model live at the provider"],
 }, index=["model choice", "setup", "billing", "control"]))
 st.caption(f"Cost planner, reference scenario (500 queries a day, 800 tokens in, 400 out): {_recommendation()}")
-st.page_link("pages/costs.py", label="Plan costs for your own scenario", icon="💷")
+st.page_link("pages/costs.py", label="Plan costs for your own scenario", icon=":material/payments:")
 
 
 def _go_to_monitor(job_id: str) -> None:
