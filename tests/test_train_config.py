@@ -127,6 +127,11 @@ def test_defaults_log_every_step():
     assert config.sft["logging_steps"] == 1 and config.lora["r"] == 16
 
 
+def test_deprecated_library_names_are_stored_under_the_current_ones():
+    config = TrainConfig(base_model="x/y", sft={"gradient_checkpointing": False})
+    assert config.sft["activation_checkpointing"] is False and "gradient_checkpointing" not in config.sft
+
+
 # ---- datasets ---------------------------------------------------------------------------------
 
 def test_dataset_check_points_at_the_bad_line_and_the_dataset_page(tmp_path):
@@ -415,3 +420,9 @@ def test_cli_reports_contradictions_as_usage_errors(capsys):
 def test_cli_jobs_list_when_empty(capsys):
     assert cli_main(["jobs", "list"]) == 0
     assert "no jobs yet" in capsys.readouterr().out
+
+
+def test_a_job_whose_run_directory_is_gone_is_failed(tmp_path):
+    job = create_job("local", status="running", run_dir=str(tmp_path / "deleted"), base_model="x/y")
+    job = refresh_job(job.id)
+    assert job.status == "failed" and "is gone" in job.error

@@ -40,7 +40,7 @@ DEFAULT_SFT: dict[str, Any] = {
     "max_length": 1024,
     "packing": False,
     "assistant_only_loss": True,
-    "gradient_checkpointing": True,
+    "activation_checkpointing": True,
     "seed": 42,
     "logging_steps": 1,
     "save_strategy": "steps",
@@ -68,6 +68,12 @@ RESERVED_SFT_KEYS: dict[str, str] = {
     "resume_from_checkpoint": "use `legalft jobs resume ID`",
     "chat_template_path": "set chat_template:",
     "trust_remote_code": "set trust_remote_code: at the top level",
+}
+
+#: Deprecated names the libraries still accept; stored under the current name.
+ALIASES: dict[str, str] = {
+    "gradient_checkpointing": "activation_checkpointing",
+    "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
 }
 
 #: Names that moved between library versions, with the name to use now.
@@ -148,7 +154,12 @@ class TrainConfig:
         if isinstance(self.distributed, dict):
             self.distributed = _build(DistributedConfig, self.distributed, "distributed")
         self.lora = {key: _coerce_number(value) for key, value in {**DEFAULT_LORA, **(self.lora or {})}.items()}
-        self.sft = {key: _coerce_number(value) for key, value in {**DEFAULT_SFT, **(self.sft or {})}.items()}
+        sft = dict(self.sft or {})
+        for old, new in ALIASES.items():
+            if old in sft:
+                value = sft.pop(old)
+                sft.setdefault(new, value)
+        self.sft = {key: _coerce_number(value) for key, value in {**DEFAULT_SFT, **sft}.items()}
         self.freeze_modules = list(self.freeze_modules or [])
         problems = self.find_problems()
         if problems:

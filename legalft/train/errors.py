@@ -58,8 +58,8 @@ def describe_oom(config: Any, step: int | None) -> str:
             f"sft.per_device_train_batch_size: {max(batch // 2, 1)} with sft.gradient_accumulation_steps: "
             f"{accum * 2} (same effective batch)"
         )
-    if not sft.get("gradient_checkpointing"):
-        tips.append("sft.gradient_checkpointing: true")
+    if not sft.get("activation_checkpointing"):
+        tips.append("sft.activation_checkpointing: true")
     advice = "; ".join(tips) if tips else "a smaller model or a GPU with more memory"
     return f"out of GPU memory{where}. Try {advice}. Then resume the job or start it again."
 

@@ -340,7 +340,7 @@ def _estimate(config: TrainConfig, hardware: Hardware, shape: ModelShape) -> Mem
     # one layer at a time. Logits are upcast to fp32 for the loss, and their gradient is as large.
     tokens = int(sft.get("per_device_train_batch_size") or 1) * int(sft.get("max_length") or 1024)
     per_layer_token = act_bytes * (8 * shape.hidden_size + 4 * shape.intermediate_size)
-    if sft.get("gradient_checkpointing"):
+    if sft.get("activation_checkpointing"):
         layers_bytes = tokens * (shape.num_layers * shape.hidden_size * act_bytes + per_layer_token)
     else:
         layers_bytes = tokens * shape.num_layers * per_layer_token
@@ -401,8 +401,8 @@ def estimate_memory(config: TrainConfig, hardware: Hardware | None = None,
     fitted = False
     if config.method in ("qlora", "lora-8bit") and not on_gpu:
         fitted = trial({"method": "lora"}, "method: lora (quantized loading needs a GPU)")
-    if not fitted and not candidate.sft.get("gradient_checkpointing"):
-        fitted = trial({"sft.gradient_checkpointing": True}, "sft.gradient_checkpointing: true")
+    if not fitted and not candidate.sft.get("activation_checkpointing"):
+        fitted = trial({"sft.activation_checkpointing": True}, "sft.activation_checkpointing: true")
     while not fitted and int(candidate.sft.get("per_device_train_batch_size") or 1) > 1:
         batch = int(candidate.sft["per_device_train_batch_size"]) // 2
         accum = int(candidate.sft.get("gradient_accumulation_steps") or 1) * 2

@@ -357,6 +357,11 @@ def refresh_job(job_id: str) -> Job:
     if job.path != "local" or not job.run_dir:
         return job
     run_dir = Path(job.run_dir)
+    if not run_dir.is_dir():
+        if job.is_terminal:
+            return job
+        return update_job(job.id, status="failed", error=f"the run directory {run_dir} is gone: the job cannot"
+                          " be followed or resumed; start a new one")
     status = read_status(run_dir)
     state = status.get("state")
     if state in _ACTIVE:

@@ -306,6 +306,11 @@ def preflight(config: TrainConfig, hardware: Hardware | None = None, *, load_mod
                 report.template = inspect_chat_template(tokenizer, config.base_model)
                 if report.template.problem:
                     report.problems.append(report.template.problem)
+    if config.sft.get("packing") and not str(config.attn_implementation or "").startswith("flash"):
+        # Padding-free packing relies on variable-length attention kernels; without them attention
+        # spans the whole packed row, which measured slower than no packing on the CPU (bench/train.py).
+        report.warnings.append("packing without attn_implementation: flash_attention_2 (or another varlen kernel)"
+                               " computes attention over the whole packed row: expect it to be slower, not faster")
     report.memory = estimate_memory(config, hardware)
     if report.memory.fits is False and report.memory.suggestion:
         report.warnings.append(f"memory: about {report.memory.total_gib:.1f} GiB needed; {report.memory.suggestion}")

@@ -127,13 +127,17 @@ def train(run_dir: Path, status: StatusWriter) -> dict[str, Any]:
 
     resume = last_checkpoint(run_dir)
     tokens_offset = 0.0
+    main_process = is_main_process()
     if resume:
-        kept = truncate_metrics(run_dir, resume[0])
-        previous = [row for row in read_metrics(run_dir) if row.get("tokens_seen") is not None]
+        if main_process:
+            # Steps after the checkpoint are trained again: their rows would be duplicates.
+            truncate_metrics(run_dir, resume[0])
+        previous = [row for row in read_metrics(run_dir)
+                    if row.get("tokens_seen") is not None and int(row.get("step") or 0) <= resume[0]]
         tokens_offset = float(previous[-1]["tokens_seen"]) if previous else 0.0
-        logger.info("resuming from %s (step %d); %d metric rows kept", resume[1].name, resume[0], kept)
+        logger.info("resuming from %s (step %d)", resume[1].name, resume[0])
         status.update(force=True, resumed_from_step=resume[0])
-    else:
+    elif main_process:
         truncate_metrics(run_dir, 0)
 
     sft = dict(config.sft)
