@@ -156,6 +156,8 @@ def cmd_train(args) -> int:
             print(f"  {name:16} {gib:8.2f} GiB")
         print(f"  {'total':16} {estimate.total_gib:8.2f} GiB of {estimate.available_gib:.1f} GiB:"
               f" {'fits' if estimate.fits else 'does NOT fit'}")
+        for note in estimate.notes:
+            print(f"note: {note}")
         if estimate.suggestion:
             print(f"suggestion: {estimate.suggestion}")
         return 0 if estimate.fits else 1

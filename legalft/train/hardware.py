@@ -382,7 +382,8 @@ def estimate_memory(config: TrainConfig, hardware: Hardware | None = None,
         return estimate
 
     overrides: dict[str, Any] = {}
-    steps: list[str] = []
+    # Keyed by the first setting a step changes, so halving a value twice reads as its final value.
+    steps: dict[str, str] = {}
     candidate = config
     on_gpu = estimate.device == "cuda"
 
@@ -393,7 +394,7 @@ def estimate_memory(config: TrainConfig, hardware: Hardware | None = None,
         except ValueError:
             return False
         overrides.update(changes)
-        steps.append(text)
+        steps[next(iter(changes))] = text
         candidate = trial_config
         result = _estimate(candidate, hardware, shape)
         return bool(result.fits) and not (result.device == "cpu" and candidate.method in ("qlora", "lora-8bit"))
@@ -419,12 +420,12 @@ def estimate_memory(config: TrainConfig, hardware: Hardware | None = None,
     final = _estimate(candidate, hardware, shape)
     if fitted:
         estimate.suggestion = (f"does not fit in {estimate.available_gib:.0f} GiB; with "
-                               + "; ".join(steps) + f" it needs about {final.total_gib:.1f} GiB")
+                               + "; ".join(steps.values()) + f" it needs about {final.total_gib:.1f} GiB")
         estimate.suggested_overrides = overrides
     else:
         where = "GPU" if on_gpu else "machine"
         estimate.suggestion = (
-            f"does not fit in {estimate.available_gib:.0f} GiB even with " + "; ".join(steps or ["any change"])
+            f"does not fit in {estimate.available_gib:.0f} GiB even with " + "; ".join(list(steps.values()) or ["any change"])
             + f" (about {final.total_gib:.1f} GiB): use a {where} with more memory, several GPUs with"
             " distributed.strategy: fsdp, or a smaller base model"
         )
