@@ -18,6 +18,13 @@ PAGES = [
     ("Use", "pages/chat.py", "Chat", ":material/forum:"),
 ]
 
+if "app_reconciled" not in st.session_state:
+    # Once per browser session: local runs whose process died while the app was down are marked failed.
+    from legalft.train import reconcile_jobs
+
+    reconcile_jobs()
+    st.session_state["app_reconciled"] = True
+
 navigation: dict[str, list] = {}
 for index, (section, path, title, icon) in enumerate(PAGES):
     if (ROOT / path).exists():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 import time
@@ -67,7 +68,12 @@ def main() -> int:
             page.locator('[data-testid="stAppViewContainer"]').wait_for()
             if text:
                 page.get_by_text(text).first.wait_for()
-            time.sleep(2.5)  # charts finish drawing
+            if name == "chat":
+                box = page.get_by_placeholder(re.compile("Ask about UK legislation"))
+                box.fill("What does section 1 of the Advanced Research and Invention Agency Act 2022 provide?")
+                box.press("Enter")
+                page.locator('[data-testid="stChatMessage"]').nth(1).wait_for()
+            time.sleep(2.5)  # charts and streamed answers finish drawing
             page.screenshot(path=str(out / f"{name}.png"), full_page=False)
             print(f"wrote {out / (name + '.png')}")
     standin.shutdown()
