@@ -26,6 +26,21 @@ def legalft_home(tmp_path, monkeypatch) -> Path:
     return home
 
 
+@pytest.fixture
+def standin(monkeypatch):
+    """The local Token Factory stand-in on a free port, with legalft pointed at it (fast phases)."""
+    from token_factory_server import DEFAULT_KEY, start_server
+
+    from legalft.providers import token_factory as tf
+
+    server = start_server(phase_seconds=0.05, deploy_seconds=0.05)
+    monkeypatch.setenv(tf.URL_ENV, server.base_url)
+    monkeypatch.setenv(tf.KEY_ENV, DEFAULT_KEY)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
 def _has_cuda() -> bool:
     try:
         import torch

@@ -13,7 +13,7 @@ from legalft.endpoints import list_endpoints
 from legalft.jobs import get_job, list_jobs
 from legalft.providers import token_factory as tf
 from tests.conftest import REFERENCE_QA, ROOT
-from token_factory_server import DEFAULT_KEY, start_server
+from token_factory_server import DEFAULT_KEY
 
 APP = str(ROOT / "app.py")
 
@@ -97,15 +97,6 @@ def test_local_smoke_run_launched_from_train_page_and_followed_to_succeeded(tmp_
     at.run()
     assert any("parity check passed" in s.value for s in at.success)
 
-
-@pytest.fixture
-def standin(monkeypatch):
-    server = start_server(phase_seconds=0.2, deploy_seconds=0.2)
-    monkeypatch.setenv(tf.URL_ENV, server.base_url)
-    monkeypatch.setenv(tf.KEY_ENV, DEFAULT_KEY)
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.mark.slow

@@ -23,15 +23,6 @@ REFERENCE_QA = ROOT / "data" / "legislation_qa_clean.jsonl"
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
 
-@pytest.fixture
-def standin(monkeypatch):
-    server = start_server(phase_seconds=0.05, deploy_seconds=0.05)
-    monkeypatch.setenv(tf.URL_ENV, server.base_url)
-    monkeypatch.setenv(tf.KEY_ENV, DEFAULT_KEY)
-    yield server
-    server.shutdown()
-    server.server_close()
-
 
 def control(server, payload: dict | None = None, path: str = "/_control"):
     url = f"http://127.0.0.1:{server.server_address[1]}{path}"

@@ -13,21 +13,12 @@ import pytest
 from legalft.cli import main
 from legalft.jobs import get_job, list_jobs
 from legalft.providers import token_factory as tf
-from token_factory_server import DEFAULT_KEY, start_server
+from token_factory_server import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_QA = ROOT / "data" / "legislation_qa_clean.jsonl"
 FAKE_KEY = "nbk-LEAKCHECK-7f3a9c21e5d4b8a6"
 
-
-@pytest.fixture
-def standin(monkeypatch):
-    server = start_server(phase_seconds=0.05, deploy_seconds=0.05)
-    monkeypatch.setenv(tf.URL_ENV, server.base_url)
-    monkeypatch.setenv(tf.KEY_ENV, DEFAULT_KEY)
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 def train_file(tmp_path: Path, n: int = 20) -> Path:
