@@ -11,7 +11,6 @@ from legalft.data.registry import register_dataset
 from legalft.data.sanitize import sanitize_file
 from legalft.endpoints import list_endpoints
 from legalft.jobs import get_job, list_jobs
-from legalft.providers import token_factory as tf
 from tests.conftest import REFERENCE_QA, ROOT
 from token_factory_server import DEFAULT_KEY
 
@@ -120,7 +119,6 @@ def test_managed_run_launched_from_train_page_followed_and_deployed(tmp_path, st
     assert "train loss" in figure and "validation loss" in figure
     assert "Events" in str([m.value for m in at.markdown])
     # Deploy the latest checkpoint from the Monitor page, then follow it to active.
-    at.button[-1]  # the page rendered its buttons
     form_submit = next(b for b in at.button if b.label == "Deploy")
     form_submit.click().run()
     assert not at.exception, at.exception
