@@ -146,6 +146,9 @@ def train(run_dir: Path, status: StatusWriter) -> dict[str, Any]:
         sft.setdefault("eval_strategy", "steps")
         if sft["eval_strategy"] == "steps":
             sft.setdefault("eval_steps", sft.get("save_steps") or 50)
+    # The log is a file read by people and the Monitor page; progress bars only clutter it
+    # (progress lives in status.json).
+    sft.setdefault("disable_tqdm", True)
     args = SFTConfig(
         output_dir=str(run_dir / CHECKPOINTS_DIR),
         bf16=precision == "bf16",
