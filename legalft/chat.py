@@ -299,6 +299,51 @@ def chat(
                      seconds=time.monotonic() - started, raw_text=raw if text != raw else None)
 
 
+class _Accumulator:
+    """Folds streamed chunks into text pieces (echo-filtered), usage, model and finish reason.
+
+    Shared by the sync and async streams, so both build the same ``ChatReply``.
+    """
+
+    def __init__(self, endpoint: Endpoint, messages: list[dict[str, str]], clean: bool) -> None:
+        question, system = _echo_sources(messages)
+        self.echo = EchoFilter(question, system) if clean else None
+        self.parts: list[str] = []
+        self.emitted: list[str] = []
+        self.usage: dict[str, int] = {}
+        self.model, self.finish = endpoint.model, None
+        self.started = time.monotonic()
+
+    def add(self, chunk) -> str:
+        """The text to show for this chunk ('' when none)."""
+        self.model = chunk.model or self.model
+        self.usage = _usage(getattr(chunk, "usage", None)) or self.usage
+        if not chunk.choices:
+            return ""
+        choice = chunk.choices[0]
+        self.finish = choice.finish_reason or self.finish
+        piece = choice.delta.content if choice.delta else None
+        if not piece:
+            return ""
+        self.parts.append(piece)
+        out = self.echo.feed(piece) if self.echo else piece
+        if out:
+            self.emitted.append(out)
+        return out or ""
+
+    def finish_text(self) -> str:
+        """What the echo filter still held back, once the stream has ended."""
+        tail = self.echo.finish() if self.echo else ""
+        if tail:
+            self.emitted.append(tail)
+        return tail
+
+    def reply(self) -> ChatReply:
+        raw, text = "".join(self.parts), "".join(self.emitted)
+        return ChatReply(text=text, model=self.model, usage=self.usage, finish_reason=self.finish,
+                         seconds=time.monotonic() - self.started, raw_text=raw if raw != text else None)
+
+
 class ChatStream:
     """The pieces of one streamed answer; ``reply`` holds the whole answer once the stream ends.
 
@@ -335,43 +380,23 @@ class ChatStream:
     def _pieces(self) -> Iterator[str]:
         import openai
 
-        started = time.monotonic()
-        question, system = _echo_sources(self._messages)
-        echo = EchoFilter(question, system) if self._clean else None
-        parts: list[str] = []
-        emitted: list[str] = []
-        usage: dict[str, int] = {}
-        model, finish = self.endpoint.model, None
+        acc = _Accumulator(self.endpoint, self._messages, self._clean)
         self._client = make_client(self.endpoint, timeout=self._timeout)
         try:
             self._stream = self._client.chat.completions.create(
                 **_request(self.endpoint, self._messages, self._settings, stream=True))
             for chunk in self._stream:
-                model = chunk.model or model
-                usage = _usage(getattr(chunk, "usage", None)) or usage
-                if not chunk.choices:
-                    continue
-                choice = chunk.choices[0]
-                finish = choice.finish_reason or finish
-                piece = choice.delta.content if choice.delta else None
-                if not piece:
-                    continue
-                parts.append(piece)
-                out = echo.feed(piece) if echo else piece
+                out = acc.add(chunk)
                 if out:
-                    emitted.append(out)
                     yield out
-            tail = echo.finish() if echo else ""
+            tail = acc.finish_text()
             if tail:
-                emitted.append(tail)
                 yield tail
         except openai.OpenAIError as exc:
             raise _error(self.endpoint, exc) from None
         finally:
             self.close()
-        raw, text = "".join(parts), "".join(emitted)
-        self.reply = ChatReply(text=text, model=model, usage=usage, finish_reason=finish,
-                               seconds=time.monotonic() - started, raw_text=raw if raw != text else None)
+        self.reply = acc.reply()
 
     def close(self) -> None:
         """Close the upstream response and the client (idempotent)."""
@@ -430,35 +455,17 @@ async def astream_chat(
     import openai
 
     settings = settings or ChatSettings()
-    started = time.monotonic()
-    question, system = _echo_sources(messages)
-    echo = EchoFilter(question, system) if clean else None
-    parts: list[str] = []
-    emitted: list[str] = []
-    usage: dict[str, int] = {}
-    model, finish = endpoint.model, None
+    acc = _Accumulator(endpoint, messages, clean)
     client = make_async_client(endpoint, timeout=timeout)
     stream = None
     try:
         stream = await client.chat.completions.create(**_request(endpoint, messages, settings, stream=True))
         async for chunk in stream:
-            model = chunk.model or model
-            usage = _usage(getattr(chunk, "usage", None)) or usage
-            if not chunk.choices:
-                continue
-            choice = chunk.choices[0]
-            finish = choice.finish_reason or finish
-            piece = choice.delta.content if choice.delta else None
-            if not piece:
-                continue
-            parts.append(piece)
-            out = echo.feed(piece) if echo else piece
+            out = acc.add(chunk)
             if out:
-                emitted.append(out)
                 yield out
-        tail = echo.finish() if echo else ""
+        tail = acc.finish_text()
         if tail:
-            emitted.append(tail)
             yield tail
     except openai.OpenAIError as exc:
         raise _error(endpoint, exc) from None
@@ -471,9 +478,7 @@ async def astream_chat(
             if stream is not None:
                 await stream.close()
             await client.close()
-    raw, text = "".join(parts), "".join(emitted)
-    yield StreamEnd(ChatReply(text=text, model=model, usage=usage, finish_reason=finish,
-                              seconds=time.monotonic() - started, raw_text=raw if raw != text else None))
+    yield StreamEnd(acc.reply())
 
 
 async def achat(endpoint: Endpoint, messages: list[dict[str, str]], *, settings: ChatSettings | None = None,
