@@ -10,7 +10,7 @@ import streamlit as st
 from legalft.data.convert import ALL_KINDS, DEFAULT_KINDS, ConvertOptions, convert_file
 from legalft.data.readers import DatasetReadError
 from legalft.data.registry import register_dataset
-from legalft.data.split import split_records
+from legalft.data.split import split_file
 from legalft.data.stats import compute_stats
 from legalft.data import workbench
 from legalft.home import subdir
@@ -24,6 +24,11 @@ st.caption("Upload a legislation Q&A set (JSONL, JSON, CSV or Parquet), or conve
 def _stats(clean_path: str, sha: str, tokenizer: str | None, max_length: int):
     stats = compute_stats(clean_path, tokenizer=tokenizer or None, max_length=max_length)
     return stats.to_dict(), stats.record_tokens, stats.message_tokens
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _browse_records(clean_path: str, sha: str, limit: int) -> list[dict]:
+    return workbench.read_records(clean_path, limit=limit)
 
 
 def _prepare(path: Path, name: str) -> None:
@@ -176,12 +181,11 @@ with tab_stats:
     r2.dataframe(pd.DataFrame(stats["top_acts"]), hide_index=True, width="stretch")
 
 with tab_browse:
-    records = workbench.read_records(prepared.clean_path, limit=50_000)
+    records = _browse_records(str(prepared.clean_path), prepared.sha256, 50_000)
     query = st.text_input("Search records", key="dataset_search", placeholder="e.g. Companies Act 2006")
     rows = []
     for number, record in enumerate(records, start=1):
-        text = json.dumps(record, ensure_ascii=False)
-        if query and query.lower() not in text.lower():
+        if query and query.lower() not in json.dumps(record, ensure_ascii=False).lower():
             continue
         messages = record.get("messages") or [{"role": "text", "content": record.get("text", "")}]
         user = next((m["content"] for m in messages if m["role"] in ("user", "text")), "")
@@ -199,25 +203,30 @@ with tab_split:
     seed = c2.number_input("Seed", 0, 2**31 - 1, 0, key="dataset_seed")
     grouped = c3.checkbox("Group by Act", value=True, key="dataset_group",
                           help="Keep each Act on one side, so validation measures answers about unseen Acts.")
-    records = workbench.read_records(prepared.clean_path)
-    if len(records) >= 2:
-        result = split_records(records, fraction, seed=int(seed), group_by_act=grouped)
-        st.write(f"Train **{len(result.train):,}** records, validation **{len(result.validation):,}** "
-                 f"({result.groups:,} groups).")
-        if result.shared_acts:
-            st.warning(f"{len(result.shared_acts)} Acts appear on both sides; group by Act to prevent the leak.")
+    if st.button("Make the split", key="dataset_split_go", disabled=report["kept_records"] < 2):
+        out = subdir("datasets/splits") / f"{prepared.sha256[:12]}-{fraction:.2f}-{int(seed)}-{'act' if grouped else 'rec'}"
+        with st.spinner("Splitting …"):
+            train_path, val_path, result = split_file(prepared.clean_path, out, fraction, seed=int(seed),
+                                                      group_by_act=grouped)
+        st.session_state["dataset_split"] = {"sha": prepared.sha256, "train": str(train_path), "val": str(val_path),
+                                             **result.to_dict()}
+    split = st.session_state.get("dataset_split")
+    if split and split["sha"] == prepared.sha256:
+        st.write(f"Train **{split['train_records']:,}** records, validation **{split['validation_records']:,}** "
+                 f"({split['groups']:,} groups{', grouped by Act' if split['grouped_by_act'] else ''}).")
+        if split["shared_acts"]:
+            st.warning(f"{len(split['shared_acts'])} Acts appear on both sides; group by Act to prevent the leak.")
         d1, d2 = st.columns(2)
-        to_jsonl = lambda rows: "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)  # noqa: E731
-        d1.download_button("Download train.jsonl", to_jsonl(result.train), "train.jsonl", "application/jsonl",
+        d1.download_button("Download train.jsonl", Path(split["train"]).read_bytes, "train.jsonl", "application/jsonl",
                            key="dataset_dl_train")
-        d2.download_button("Download validation.jsonl", to_jsonl(result.validation), "validation.jsonl",
+        d2.download_button("Download validation.jsonl", Path(split["val"]).read_bytes, "validation.jsonl",
                            "application/jsonl", key="dataset_dl_val")
     st.divider()
     e1, e2 = st.columns(2)
-    e1.download_button("Download the clean file", prepared.clean_path.read_bytes(), f"{Path(prepared.name).stem}.clean.jsonl",
+    e1.download_button("Download the clean file", prepared.clean_path.read_bytes, f"{Path(prepared.name).stem}.clean.jsonl",
                        "application/jsonl", key="dataset_dl_clean")
     if prepared.has_rejects:
-        e2.download_button(f"Download the rejects ({report['dropped_records']:,})", prepared.rejects_path.read_bytes(),
+        e2.download_button(f"Download the rejects ({report['dropped_records']:,})", prepared.rejects_path.read_bytes,
                            f"{Path(prepared.name).stem}.rejects.jsonl", "application/jsonl", key="dataset_dl_rejects")
 
 st.divider()

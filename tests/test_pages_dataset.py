@@ -55,6 +55,16 @@ def test_dataset_page_opens_with_reference_set_and_registers_it():
     assert metrics(at)["Datasets registered"] == "1"
 
 
+def test_split_grouped_by_act_from_the_page():
+    at = open_page("pages/dataset.py")
+    at.button(key="dataset_split_go").click().run()
+    assert not at.exception, at.exception
+    split = at.session_state["dataset_split"]
+    assert split["train_records"] + split["validation_records"] == 148
+    assert split["grouped_by_act"] and split["shared_acts"] == []
+    assert any("Train **" in m.value for m in at.markdown)
+
+
 def test_upload_with_malformed_line_shows_counts_and_line_number():
     at = open_page("pages/dataset.py")
     at.radio(key="dataset_source").set_value("Upload a file").run()
