@@ -70,6 +70,11 @@ def _split(path: str, sha: str, fraction: float) -> tuple[str, str | None]:
 train_path, val_path = _split(dataset.path, dataset.sha256, float(hold_out))
 
 
+@st.cache_data(show_spinner="Checking the dataset against the service's rules …", max_entries=8)
+def _preflight(path: str, content_key: str):
+    return tf.preflight_dataset(path)
+
+
 # ---- 2. Path ------------------------------------------------------------------------------------
 st.subheader("2 · Where to train")
 path = st.radio("Path", ["Cloud (your own GPU)", "Nebius Token Factory (managed)"], horizontal=True,
@@ -237,7 +242,7 @@ else:
         st.stop()
 
     st.subheader("4 · Pre-flight")
-    report = tf.preflight_dataset(train_path)
+    report = _preflight(train_path, f"{dataset.sha256}-{hold_out:.2f}")
     p1, p2, p3 = st.columns(3)
     p1.metric("Records to upload", f"{report.records:,}")
     p2.metric("Tokens per epoch", f"{report.estimated_tokens:,}")
