@@ -21,9 +21,10 @@ import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import quote, urljoin
 
+from legalft.chat import DEFAULT_SYSTEM_PROMPT
 from legalft.endpoints import Endpoint, delete_endpoint, list_endpoints, save_endpoint
 from legalft.home import bundled_data_dir, subdir
 from legalft.jobs import (
@@ -49,10 +50,6 @@ HYPERPARAMETER_NAMES = (
 # Rough tokens per character for English legal text; good enough for a cost estimate before upload.
 CHARS_PER_TOKEN = 4.0
 
-DEFAULT_SYSTEM_PROMPT = (
-    "You are a legal assistant specialised in UK legislation. Answer the question directly, do not "
-    "repeat it, and cite the relevant sections where you can."
-)
 SMOKE_TEST_QUESTION = "What does section 1 of the Interpretation Act 1978 say about gender?"
 
 ProgressCallback = Callable[[str, float | None], None]
@@ -615,11 +612,6 @@ class TokenFactoryClient:
         """Model ids the API serves for inference now (``GET /v1/models``)."""
         return self._call("listing models", lambda: {m.id for m in self.sdk.models.list()})
 
-    def chat_completion(self, model: str, messages: list[dict[str, str]], *, max_tokens: int,
-                        temperature: float, stream: bool) -> Any:
-        return self._call(f"asking {model}", lambda: self.sdk.chat.completions.create(
-            model=model, messages=messages, max_tokens=max_tokens, temperature=temperature, stream=stream))
-
 
 def _server_message(exc: "openai.APIStatusError") -> str:
     body = exc.body
@@ -955,6 +947,12 @@ class ChatAnswer:
     seconds: float = 0.0
 
 
+# The chat client's failure kinds, in this module's vocabulary.
+_CHAT_ERROR_KINDS = {"unreachable": "network", "no_key": "no_key", "timeout": "timeout", "auth": "auth",
+                     "not_found": "not_found", "rate_limit": "rate_limit", "server": "server",
+                     "bad_request": "bad_request"}
+
+
 def chat(
     model: str,
     question: str,
@@ -965,42 +963,34 @@ def chat(
     on_token: Callable[[str], None] | None = None,
     client: TokenFactoryClient | None = None,
 ) -> ChatAnswer:
-    """Ask a model one question; with ``on_token`` the answer is streamed into it as it arrives."""
+    """Ask a deployed model one question; with ``on_token`` the answer is streamed into it as it arrives.
+
+    Goes through ``legalft.chat``, the one chat client every endpoint uses; only the base URL (the
+    service the model is deployed on) and the key differ.
+    """
+    from legalft import chat as chat_client
+
     if not question.strip():
         raise ValueError("the question is empty")
-    if client is None:
-        known = next((e for e in list_endpoints(PATH) if e.model == model), None)
-        client = TokenFactoryClient(base_url=known.base_url if known else None)
-    messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [
-        {"role": "user", "content": question}]
-    started = time.monotonic()
-    if on_token is None:
-        completion = client.chat_completion(model, messages, max_tokens=max_tokens, temperature=temperature,
-                                            stream=False)
-        text = completion.choices[0].message.content or ""
-        usage = completion.usage.model_dump() if completion.usage else {}
-        return ChatAnswer(model=model, text=text, usage=usage, seconds=time.monotonic() - started)
-    pieces: list[str] = []
-    usage = {}
-    for chunk in _stream(client, model, messages, max_tokens, temperature):
-        if chunk.choices and chunk.choices[0].delta.content:
-            pieces.append(chunk.choices[0].delta.content)
-            on_token(pieces[-1])
-        if getattr(chunk, "usage", None):
-            usage = chunk.usage.model_dump()
-    return ChatAnswer(model=model, text="".join(pieces), usage=usage, seconds=time.monotonic() - started)
-
-
-def _stream(client: TokenFactoryClient, model: str, messages: list[dict[str, str]], max_tokens: int,
-            temperature: float) -> Iterator[Any]:
-    stream = client.chat_completion(model, messages, max_tokens=max_tokens, temperature=temperature, stream=True)
-    iterator = iter(stream)
-    while True:
-        # Errors can surface mid-stream too; they get the same plain messages.
-        chunk = client._call(f"reading the answer of {model}", lambda: next(iterator, None))
-        if chunk is None:
-            return
-        yield chunk
+    known = next((e for e in list_endpoints(PATH) if e.model == model), None)
+    base_url = client.base_url if client else (known.base_url if known else configured_base_url())
+    endpoint = known if known and known.base_url == base_url else Endpoint(
+        id=0, kind=PATH, name=model, base_url=base_url, model=model, status="unknown",
+        created_at=utc_now(), updated_at=utc_now())
+    messages = chat_client.build_messages(question, system_prompt)
+    try:
+        if on_token is None:
+            reply = chat_client.chat(endpoint, messages, max_tokens=max_tokens, temperature=temperature)
+        else:
+            with chat_client.stream_chat(endpoint, messages, max_tokens=max_tokens,
+                                         temperature=temperature) as stream:
+                for piece in stream:
+                    on_token(piece)
+            reply = stream.reply
+    except chat_client.ChatError as exc:
+        raise TokenFactoryError(str(exc), kind=_CHAT_ERROR_KINDS.get(exc.kind, "server"),
+                                status_code=exc.status_code) from None
+    return ChatAnswer(model=model, text=reply.text, usage=reply.usage, seconds=reply.seconds)
 
 
 def smoke_test(model: str, client: TokenFactoryClient | None = None) -> ChatAnswer:
