@@ -426,3 +426,10 @@ def test_a_job_whose_run_directory_is_gone_is_failed(tmp_path):
     job = create_job("local", status="running", run_dir=str(tmp_path / "deleted"), base_model="x/y")
     job = refresh_job(job.id)
     assert job.status == "failed" and "is gone" in job.error
+
+
+def test_quantized_methods_have_their_library_in_the_pinned_set():
+    """The QLoRA recipe must not stop on a missing package on a GPU machine set up by `make run`."""
+    import importlib.util
+
+    assert importlib.util.find_spec("bitsandbytes") is not None
