@@ -195,7 +195,7 @@ def _error(endpoint: Endpoint, exc: Exception) -> ChatError:
                          kind="unreachable")
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
-        detail = _server_detail(exc)
+        detail = server_error_message(exc)
         if status in (401, 403):
             env = key_env_for(endpoint)
             return ChatError(f"{where} rejected the key (HTTP {status}); check {env or 'the key'}", kind="auth",
@@ -214,13 +214,15 @@ def _error(endpoint: Endpoint, exc: Exception) -> ChatError:
     return ChatError(f"{where}: {exc}", kind="server")
 
 
-def _server_detail(exc: "openai.APIStatusError") -> str:
+def server_error_message(exc: "openai.APIStatusError") -> str:
+    """The server's own reason from an error body (OpenAI ``{"error": {...}}`` or FastAPI ``{"detail"}``)."""
     body = exc.body
     if isinstance(body, dict):
         inner = body.get("error") if isinstance(body.get("error"), dict) else body
         message = inner.get("message") or inner.get("detail") or body.get("detail")
         if message:
-            return str(message)
+            param = inner.get("param")
+            return f"{message} ({param})" if param and param not in str(message) else str(message)
     return exc.message
 
 

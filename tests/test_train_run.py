@@ -30,21 +30,22 @@ def smoke_dir(tmp_path_factory) -> Path:
     return build_smoke_model(tmp_path_factory.mktemp("smoke") / "model")
 
 
+def _reference_slice(tmp_path_factory, start: int, stop: int) -> Path:
+    lines = (ROOT / "data" / "legislation_qa_clean.jsonl").read_text(encoding="utf-8").splitlines()[start:stop]
+    path = tmp_path_factory.mktemp("data") / "records.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 @pytest.fixture(scope="module")
 def train_file(tmp_path_factory) -> Path:
     """Records 2-33 of the reference set (record 1 is the known malformed one)."""
-    lines = (ROOT / "data" / "legislation_qa_clean.jsonl").read_text(encoding="utf-8").splitlines()[1:33]
-    path = tmp_path_factory.mktemp("data") / "train.jsonl"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return _reference_slice(tmp_path_factory, 1, 33)
 
 
 @pytest.fixture(scope="module")
 def validation_file(tmp_path_factory) -> Path:
-    lines = (ROOT / "data" / "legislation_qa_clean.jsonl").read_text(encoding="utf-8").splitlines()[33:41]
-    path = tmp_path_factory.mktemp("data") / "validation.jsonl"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return _reference_slice(tmp_path_factory, 33, 41)
 
 
 @pytest.fixture(scope="module")

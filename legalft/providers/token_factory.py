@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import quote, urljoin
 
-from legalft.chat import DEFAULT_SYSTEM_PROMPT
+from legalft.chat import DEFAULT_SYSTEM_PROMPT, server_error_message
 from legalft.endpoints import Endpoint, delete_endpoint, list_endpoints, save_endpoint
 from legalft.home import bundled_data_dir, subdir
 from legalft.jobs import (
@@ -503,7 +503,7 @@ class TokenFactoryClient:
 
     def _status_error(self, what: str, exc: "openai.APIStatusError") -> TokenFactoryError:
         status = exc.status_code
-        detail = _redact(_server_message(exc), self._key)
+        detail = _redact(server_error_message(exc), self._key)
         retries = f"after {self.max_retries} retries"
         if status == 401:
             return TokenFactoryError(
@@ -611,17 +611,6 @@ class TokenFactoryClient:
     def list_served_models(self) -> set[str]:
         """Model ids the API serves for inference now (``GET /v1/models``)."""
         return self._call("listing models", lambda: {m.id for m in self.sdk.models.list()})
-
-
-def _server_message(exc: "openai.APIStatusError") -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        inner = body.get("error") if isinstance(body.get("error"), dict) else body
-        message = inner.get("message") or inner.get("detail") or body.get("detail")
-        if message:
-            param = inner.get("param")
-            return f"{message} ({param})" if param and param not in str(message) else str(message)
-    return exc.message
 
 
 def _newest_first(items: list[dict[str, Any]]) -> bool:
