@@ -1,3 +1,5 @@
-from legalft.cli import main
 import sys
+
+from legalft.cli import main
+
 sys.exit(main())

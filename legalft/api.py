@@ -31,10 +31,19 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from legalft.chat import (
-    DEFAULT_MAX_TOKENS, DEFAULT_SYSTEM_PROMPT, DEFAULT_TEMPERATURE, MAX_TOKENS_LIMIT, ChatError, ChatReply,
-    ChatSettings, StreamEnd, achat, astream_chat, resolve_endpoint,
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_SYSTEM_PROMPT,
+    DEFAULT_TEMPERATURE,
+    MAX_TOKENS_LIMIT,
+    ChatReply,
+    ChatSettings,
+    StreamEnd,
+    achat,
+    astream_chat,
+    resolve_endpoint,
 )
 from legalft.endpoints import Endpoint
+from legalft.errors import ServiceError
 from legalft.serve import check_health
 
 log = logging.getLogger(__name__)
@@ -212,11 +221,11 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
-_HTTP_STATUS = {"unreachable": 503, "timeout": 504, "rate_limit": 429, "no_key": 502, "auth": 502,
+_HTTP_STATUS = {"network": 503, "timeout": 504, "rate_limit": 429, "no_key": 502, "auth": 502,
                 "not_found": 502, "server": 502, "bad_request": 400}
 
 
-def _http_error(exc: ChatError) -> HTTPException:
+def _http_error(exc: ServiceError) -> HTTPException:
     return HTTPException(status_code=_HTTP_STATUS.get(exc.kind, 502), detail=str(exc))
 
 
@@ -252,7 +261,7 @@ def create_app(endpoint: Endpoint, settings: ApiSettings | None = None) -> FastA
         # Re-read, so a server restarted on another port, or stopped, is seen as it is now.
         try:
             return resolve_endpoint(str(endpoint.id))
-        except ChatError:
+        except ServiceError:
             return endpoint
 
     @app.get("/health")
@@ -274,7 +283,7 @@ def create_app(endpoint: Endpoint, settings: ApiSettings | None = None) -> FastA
         try:
             return await achat(current_endpoint(), messages, settings=chat_settings, clean=settings.clean_answers,
                                timeout=settings.timeout)
-        except ChatError as exc:
+        except ServiceError as exc:
             raise _http_error(exc) from None
 
     async def stream(messages: list[dict[str, str]], chat_settings: ChatSettings) -> StreamingResponse:
@@ -284,7 +293,7 @@ def create_app(endpoint: Endpoint, settings: ApiSettings | None = None) -> FastA
         # whose stream carries an error.
         try:
             first = await pieces.__anext__()
-        except ChatError as exc:
+        except ServiceError as exc:
             raise _http_error(exc) from None
         except StopAsyncIteration:
             first = None
@@ -312,7 +321,7 @@ def create_app(endpoint: Endpoint, settings: ApiSettings | None = None) -> FastA
             yield _sse(DONE_MARKER)
             finished = True
             app.state.streams["completed"] += 1
-        except ChatError as exc:
+        except ServiceError as exc:
             app.state.streams["failed"] += 1
             yield f"event: error\n{_sse({'error': str(exc), 'kind': exc.kind})}"
             yield _sse(DONE_MARKER)
@@ -355,7 +364,7 @@ async def _close(pieces) -> None:
     with anyio.CancelScope(shield=True):
         try:
             await pieces.aclose()
-        except (ChatError, asyncio.CancelledError, RuntimeError) as exc:
+        except (ServiceError, asyncio.CancelledError, RuntimeError) as exc:
             log.debug("closing the upstream stream: %s", exc)
 
 

@@ -14,13 +14,14 @@ response when the caller stops early, so a model server stops generating for a c
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
 
 from legalft.endpoints import Endpoint, list_endpoints
+from legalft.errors import ServiceError, server_error_message
+from legalft.secrets import resolve_secret
 
 if TYPE_CHECKING:  # imported lazily: the app and CLI start without the SDK
     import openai
@@ -43,19 +44,6 @@ TEMPERATURE_RANGE = (0.0, 2.0)
 KEY_ENVS: dict[str, str | None] = {"token_factory": "NEBIUS_API_KEY", "vllm": "VLLM_API_KEY", "local": None}
 #: What the SDK sends when a server takes no key (it insists on one; vLLM's docs use the same word).
 NO_KEY = "EMPTY"
-
-
-class ChatError(Exception):
-    """A chat request that failed; the message says what happened and what to do.
-
-    ``kind`` is one of ``no_key``, ``unreachable``, ``timeout``, ``auth``, ``not_found``,
-    ``rate_limit``, ``server``, ``bad_request``.
-    """
-
-    def __init__(self, message: str, *, kind: str, status_code: int | None = None):
-        super().__init__(message)
-        self.kind = kind
-        self.status_code = status_code
 
 
 @dataclass
@@ -114,11 +102,11 @@ def resolve_endpoint(ref: str | int | Endpoint) -> Endpoint:
         match = [e for e in endpoints if e.name == text] or [e for e in endpoints if e.model == text]
     if not match:
         known = ", ".join(f"{e.id} ({e.name})" for e in endpoints) or "none yet"
-        raise ChatError(f"no endpoint {text!r}; known endpoints: {known}. Start a local one with "
-                        "`legalft serve start smoke`, or deploy one with `legalft tf deploy`", kind="not_found")
+        raise ServiceError.of("not_found", f"no endpoint {text!r}; known endpoints: {known}. Start a local one with "
+                        "`legalft serve start smoke`, or deploy one with `legalft tf deploy`")
     if len(match) > 1:
         ids = ", ".join(str(e.id) for e in match)
-        raise ChatError(f"{text!r} names several endpoints ({ids}); use the id instead", kind="bad_request")
+        raise ServiceError.of("bad_request", f"{text!r} names several endpoints ({ids}); use the id instead")
     return match[0]
 
 
@@ -130,15 +118,10 @@ def key_env_for(endpoint: Endpoint) -> str | None:
 def api_key_for(endpoint: Endpoint) -> str:
     """The key to send; ``EMPTY`` for servers that take none. Never logged, never stored."""
     env = key_env_for(endpoint)
-    key = os.environ.get(env, "").strip() if env else ""
+    key = (resolve_secret(env)[0] or "") if env else ""  # the environment, then Streamlit secrets
     if not key and endpoint.kind == "token_factory":
-        # Same lookup as the managed path (environment, then Streamlit secrets).
-        from legalft.providers.token_factory import resolve_api_key
-
-        key = resolve_api_key()[0] or ""
-        if not key:
-            raise ChatError(f"no key for {endpoint.name}: set {env} in the environment (or in "
-                            ".streamlit/secrets.toml)", kind="no_key")
+        raise ServiceError.of("no_key", f"no key for {endpoint.name}: set {env} in the environment (or in "
+                              ".streamlit/secrets.toml)")
     return key or NO_KEY
 
 
@@ -180,50 +163,34 @@ def _echo_sources(messages: list[dict[str, str]]) -> tuple[str, str | None]:
     return question, system
 
 
-def _error(endpoint: Endpoint, exc: Exception) -> ChatError:
+def _error(endpoint: Endpoint, exc: Exception) -> ServiceError:
     """A plain message for an SDK error; keys never appear (the SDK does not echo them)."""
     import openai
 
     where = f"{endpoint.name} ({endpoint.base_url})"
     if isinstance(exc, openai.APITimeoutError):
-        return ChatError(f"{where} did not answer in time; try fewer max tokens, or check the server's log",
-                         kind="timeout")
+        return ServiceError.of("timeout", f"{where} did not answer in time; try fewer max tokens, or check the server's log")
     if isinstance(exc, openai.APIConnectionError):
-        hint = (f"start it with `legalft serve start` or check `legalft serve list`"
+        hint = ("start it with `legalft serve start` or check `legalft serve list`"
                 if endpoint.kind in ("local", "vllm") else "check the network connection")
-        return ChatError(f"cannot reach {where}: the model server is not running or not reachable; {hint}",
-                         kind="unreachable")
+        return ServiceError.of("network", f"cannot reach {where}: the model server is not running or not reachable; {hint}")
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         detail = server_error_message(exc)
         if status in (401, 403):
             env = key_env_for(endpoint)
-            return ChatError(f"{where} rejected the key (HTTP {status}); check {env or 'the key'}", kind="auth",
+            return ServiceError.of("auth", f"{where} rejected the key (HTTP {status}); check {env or 'the key'}",
                              status_code=status)
         if status == 404:
-            return ChatError(f"{where} does not serve model {endpoint.model!r} (HTTP 404): {detail}",
-                             kind="not_found", status_code=status)
+            return ServiceError.of("not_found", f"{where} does not serve model {endpoint.model!r} (HTTP 404): {detail}", status_code=status)
         if status == 429:
-            return ChatError(f"{where} is rate limiting requests (HTTP 429); wait a minute and try again",
-                             kind="rate_limit", status_code=status)
+            return ServiceError.of("rate_limit", f"{where} is rate limiting requests (HTTP 429); wait a minute and try again", status_code=status)
         if status >= 500:
-            return ChatError(f"{where} failed (HTTP {status}): {detail}; see the server's log", kind="server",
+            return ServiceError.of("server", f"{where} failed (HTTP {status}): {detail}; see the server's log",
                              status_code=status)
-        return ChatError(f"{where} refused the request (HTTP {status}): {detail}", kind="bad_request",
+        return ServiceError.of("bad_request", f"{where} refused the request (HTTP {status}): {detail}",
                          status_code=status)
-    return ChatError(f"{where}: {exc}", kind="server")
-
-
-def server_error_message(exc: "openai.APIStatusError") -> str:
-    """The server's own reason from an error body (OpenAI ``{"error": {...}}`` or FastAPI ``{"detail"}``)."""
-    body = exc.body
-    if isinstance(body, dict):
-        inner = body.get("error") if isinstance(body.get("error"), dict) else body
-        message = inner.get("message") or inner.get("detail") or body.get("detail")
-        if message:
-            param = inner.get("param")
-            return f"{message} ({param})" if param and param not in str(message) else str(message)
-    return exc.message
+    return ServiceError.of("server", f"{where}: {exc}")
 
 
 def _usage(usage: Any) -> dict[str, int]:

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from legalft.errors import HomeNotWritable, IndexDamaged
 from legalft.home import home_dir
 
 # Append only: a migration that shipped is never edited, a new one is added after it.
@@ -99,6 +100,10 @@ MIGRATIONS: list[str] = [
         updated_at TEXT NOT NULL
     );
     """,
+    # 5: when a job was last polled at its service (one poll per job per interval, whoever asks)
+    """
+    ALTER TABLE jobs ADD COLUMN polled_at REAL;
+    """,
 ]
 
 
@@ -107,28 +112,73 @@ def db_path() -> Path:
 
 
 def migrate(conn: sqlite3.Connection) -> int:
-    """Apply pending migrations; returns the schema version."""
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    for number, sql in enumerate(MIGRATIONS[version:], start=version + 1):
-        conn.executescript(f"BEGIN; {sql} PRAGMA user_version = {number}; COMMIT;")
+    """Apply pending migrations; returns the schema version.
+
+    Serialised across processes by a lock file beside the database, inside which the version is
+    read again: ten commands starting at once on a fresh home apply each migration exactly once.
+    """
+    if conn.execute("PRAGMA user_version").fetchone()[0] >= len(MIGRATIONS):
+        return len(MIGRATIONS)
+    from filelock import FileLock
+
+    try:
+        lock = FileLock(db_path().with_name(".migrate.lock"))
+        lock.acquire(timeout=60)
+    except OSError as exc:
+        raise _state_error(sqlite3.OperationalError(f"unable to open the lock file: {exc.strerror}"), db_path()) \
+            from None
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        for number, sql in enumerate(MIGRATIONS[version:], start=version + 1):
+            conn.executescript(f"BEGIN; {sql}\nPRAGMA user_version = {number}; COMMIT;")
+    finally:
+        lock.release()
     return len(MIGRATIONS)
+
+
+def _state_error(exc: sqlite3.Error, path: Path) -> Exception:
+    """A plain, one-line reason for a database that cannot be opened or written."""
+    text = str(exc).lower()
+    if isinstance(exc, sqlite3.DatabaseError) and ("not a database" in text or "malformed" in text):
+        return IndexDamaged(
+            f"the job index {path} is damaged ({exc}); run `legalft doctor --repair` to rebuild it from "
+            "the run folders and the saved managed records (the damaged file is kept beside it)")
+    if "readonly" in text or "unable to open" in text or "read-only" in text or "disk i/o" in text:
+        return HomeNotWritable(
+            f"cannot write the state folder {path.parent} ({exc}); set LEGALFT_HOME to a folder you can "
+            "write, or fix its permissions")
+    return exc
 
 
 @contextmanager
 def connect() -> Iterator[sqlite3.Connection]:
-    """A migrated connection that commits on success and always closes."""
-    conn = sqlite3.connect(db_path(), timeout=30, isolation_level=None)
+    """A migrated connection that commits on success and always closes.
+
+    Raises ``HomeNotWritable`` or ``IndexDamaged`` (one line each, with what to do) instead of
+    SQLite's own errors when the home cannot be written or the file is not a database.
+    """
+    path = db_path()
     try:
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        migrate(conn)
-        conn.execute("BEGIN")
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise _state_error(exc, path) from None
+    try:
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            migrate(conn)
+            conn.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise _state_error(exc, path) from None
         try:
             yield conn
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise _state_error(exc, path) from None
     finally:
         conn.close()

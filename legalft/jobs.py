@@ -6,12 +6,16 @@ Statuses use the managed API's vocabulary so the Monitor page renders both paths
 from __future__ import annotations
 
 import json
+import os
 import secrets
-from dataclasses import dataclass, field
+import time
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Iterable
 
 from legalft.db import connect
+from legalft.home import subdir
 
 STATUSES = ("validating_files", "queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
@@ -48,6 +52,8 @@ class Job:
     actual_cost: float | None = None
     started_at: str | None = None
     finished_at: str | None = None
+    polled_at: float | None = None
+    """When the job's service was last asked about it (epoch seconds); see ``claim_poll``."""
 
     @property
     def is_terminal(self) -> bool:
@@ -90,11 +96,11 @@ def create_job(
     marks = ", ".join("?" for _ in columns)
     with connect() as conn:
         conn.execute(f"INSERT INTO jobs ({names}) VALUES ({marks})", list(columns.values()))
-    return get_job(job_id)
+    return _saved(get_job(job_id))
 
 
 def _to_columns(fields: dict[str, Any]) -> dict[str, Any]:
-    allowed = set(Job.__dataclass_fields__) - {"id", "path", "created_at"}
+    allowed = set(Job.__dataclass_fields__) - {"id", "path", "created_at", "polled_at"}
     columns: dict[str, Any] = {}
     for name, value in fields.items():
         if name not in allowed:
@@ -147,7 +153,56 @@ def update_job(job_id: str, **fields: Any) -> Job:
     assignments = ", ".join(f"{name} = ?" for name in columns)
     with connect() as conn:
         conn.execute(f"UPDATE jobs SET {assignments} WHERE id = ?", [*columns.values(), job_id])
-    return require_job(job_id)
+    return _saved(require_job(job_id))
+
+
+def close_job(job_id: str, reason: str) -> Job:
+    """Mark a job that cannot be followed any more as failed with ``reason`` (a job that ended is kept)."""
+    job = require_job(job_id)
+    if job.is_terminal:
+        return job
+    return update_job(job_id, status="failed", error=reason)
+
+
+def claim_poll(job_id: str, interval: float) -> bool:
+    """Whether the caller should ask the job's service now: True for at most one caller per
+    ``interval`` seconds, whichever process or browser tab asks (an atomic update in SQLite)."""
+    now = time.time()
+    with connect() as conn:
+        cursor = conn.execute(
+            "UPDATE jobs SET polled_at = ? WHERE id = ? AND (polled_at IS NULL OR polled_at <= ?)",
+            (now, job_id, now - interval))
+    return cursor.rowcount == 1
+
+
+# --- saved records: the managed path's counterpart of a run folder -----------------------------------
+
+def records_dir() -> Path:
+    """``LEGALFT_HOME/managed``: one JSON file per managed job, so the index can be rebuilt from disk
+    (a local job's run folder plays that part for the Cloud path)."""
+    return subdir("managed")
+
+
+def _saved(job: Job) -> Job:
+    if job.path == "token_factory":
+        record = {k: v for k, v in asdict(job).items() if k != "polled_at"}
+        target = records_dir() / f"{job.id}.json"
+        temporary = target.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(record, indent=1, sort_keys=True, default=str), encoding="utf-8")
+        os.replace(temporary, target)
+    return job
+
+
+def restore_job(record: dict[str, Any]) -> Job:
+    """Insert a job row from a saved record (``legalft doctor``); an existing row is left alone."""
+    fields = {k: v for k, v in record.items() if k in Job.__dataclass_fields__ and k != "polled_at"}
+    columns = {"id": fields.pop("id"), "path": fields.pop("path"), "created_at": fields.pop("created_at"),
+               **_to_columns({k: v for k, v in fields.items() if k != "updated_at"}),
+               "updated_at": record.get("updated_at") or utc_now()}
+    names, marks = ", ".join(columns), ", ".join("?" for _ in columns)
+    with connect() as conn:
+        conn.execute(f"INSERT OR IGNORE INTO jobs ({names}) VALUES ({marks})", list(columns.values()))
+    return require_job(columns["id"])
 
 
 def delete_job(job_id: str) -> None:

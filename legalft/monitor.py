@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from legalft.errors import ServiceError
 from legalft.jobs import Job, list_checkpoints, list_events, require_job
 
 log = logging.getLogger(__name__)
@@ -79,11 +80,11 @@ def refresh(job_id: str) -> tuple[Job, str | None]:
         return refresh_job(job_id), None
     if job.is_terminal and job.progress.get("synced_at") and job.finished_at:
         return job, None  # nothing changes after the end; no need to call the service
-    from legalft.providers import token_factory as tf
+    from legalft import managed as tf
 
     try:
         return tf.sync_job(job_id), None
-    except (tf.TokenFactoryError, ValueError) as exc:
+    except (ServiceError, ValueError) as exc:
         return job, f"Showing the last recorded state: {exc}"
 
 
@@ -129,7 +130,7 @@ def cancel(job_id: str) -> Job:
         from legalft.train import cancel_job
 
         return cancel_job(job_id)
-    from legalft.providers import token_factory as tf
+    from legalft import managed as tf
 
     return tf.cancel_job(job_id)
 

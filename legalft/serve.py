@@ -22,11 +22,8 @@ import json
 import logging
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections import deque
@@ -34,9 +31,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from legalft import procs
 from legalft.endpoints import Endpoint, list_endpoints, save_endpoint
+from legalft.errors import ServiceError
 from legalft.home import project_root, subdir
 from legalft.jobs import utc_now
+from legalft.polling import poll_until
 
 log = logging.getLogger(__name__)
 
@@ -285,31 +285,13 @@ def _url_host(host: str) -> str:
 # --- processes ------------------------------------------------------------------------------------
 
 
+def _process_record(details: dict[str, Any]) -> dict[str, Any]:
+    return details.get("process") or {"pid": details.get("pid"), "create_time": details.get("create_time")}
+
+
 def _process(details: dict[str, Any]):
     """The recorded server process if it still runs (and is the same process), else None."""
-    import psutil
-
-    pid = details.get("pid")
-    if not pid:
-        return None
-    try:
-        proc = psutil.Process(int(pid))
-        if details.get("create_time") and abs(proc.create_time() - float(details["create_time"])) > 1.0:
-            return None  # the pid was reused by another process
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            _reap(int(pid))
-            return None
-        return proc
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
-
-
-def _reap(pid: int) -> None:
-    """Collect an exited child of this process so it does not linger as a zombie."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
+    return procs.find(_process_record(details))
 
 
 def log_tail(path: str | Path | None, lines: int = 20) -> str:
@@ -354,11 +336,11 @@ def check_health(endpoint: Endpoint, timeout: float = 2.0) -> HealthReport:
             return HealthReport(False, "failed", "the server process has exited"
                                 + (f"; the end of its log ({details.get('log')}):\n{tail}" if tail else ""))
     if endpoint.kind == "token_factory":
-        from legalft.chat import ChatError, api_key_for
+        from legalft.chat import api_key_for
 
         try:
             key = api_key_for(endpoint)
-        except ChatError as exc:
+        except ServiceError as exc:
             return HealthReport(False, "unreachable", str(exc))
         code, body = _get(endpoint.base_url.rstrip("/") + "/models", timeout, {"Authorization": f"Bearer {key}"})
     else:
@@ -400,12 +382,9 @@ def refresh_status(endpoint: Endpoint, timeout: float = 1.0) -> tuple[Endpoint, 
 
 def wait_until_ready(endpoint: Endpoint, timeout: float = 300.0, poll: float = 0.5) -> tuple[Endpoint, HealthReport]:
     """Poll until the endpoint answers, its process dies, or ``timeout`` passes; records the outcome."""
-    deadline = time.monotonic() + timeout
-    while True:
-        report = check_health(endpoint, timeout=min(2.0, max(poll, 0.5)))
-        if report.ok or report.status in ("failed", "stopped") or time.monotonic() >= deadline:
-            break
-        time.sleep(poll)
+    report = poll_until(lambda: check_health(endpoint, timeout=min(2.0, max(poll, 0.5))),
+                        lambda r: r.ok or r.status in ("failed", "stopped"), interval=poll, timeout=timeout,
+                        what=f"waiting for {endpoint.name}")
     if not report.ok and report.status not in ("failed", "stopped"):
         report = HealthReport(False, "failed", f"not ready after {timeout:.0f} s ({report.detail}); see "
                               f"{endpoint.details.get('log') or 'its log'}, or stop it with `legalft serve stop "
@@ -467,22 +446,13 @@ def start_server(
     command = build_command(source, config, port)
     log_path = subdir("servers") / f"{config.kind}-{port}.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "a", encoding="utf-8") as log_file:
-        log_file.write(f"\n=== {utc_now()} {' '.join(command)}\n")
-        log_file.flush()
-        try:
-            process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       start_new_session=True, close_fds=True, env=env)
-        except OSError as exc:
-            raise ServeError(f"could not run {command[0]}: {exc}") from None
-    import psutil
-
     try:
-        create_time = psutil.Process(process.pid).create_time()
-    except psutil.NoSuchProcess:
-        create_time = None
+        process = procs.spawn_detached(command, log_path=log_path, env=env,
+                                       banner=f"\n=== {utc_now()} {' '.join(command)}\n")
+    except OSError as exc:
+        raise ServeError(f"could not run {command[0]}: {exc}") from None
     base_url = f"http://{_url_host(config.host)}:{port}/v1"
-    details = {"pid": process.pid, "create_time": create_time, "port": port, "host": config.host,
+    details = {"pid": process.pid, "process": process.to_dict(), "port": port, "host": config.host,
                "log": str(log_path), "command": command, "model_dir": source.adapter_dir or source.model,
                "server": "vllm" if config.kind == "vllm" else "transformers serve", "started_at": utc_now(),
                "config": asdict(config)}
@@ -507,38 +477,12 @@ def start_server(
 
 def stop_server(endpoint: Endpoint | int | str, timeout: float = 15.0) -> Endpoint:
     """Stop a server legalft started (its whole process group); records it ``stopped``. Idempotent."""
-    import psutil
-
     from legalft.chat import resolve_endpoint
 
     endpoint = resolve_endpoint(endpoint)
     if endpoint.kind not in SERVER_KINDS or not endpoint.details.get("pid"):
         raise ServeError(f"endpoint {endpoint.id} ({endpoint.name}) was not started by legalft; stop it where it runs")
-    proc = _process(endpoint.details)
-    if proc is not None:
-        pid = proc.pid
-        try:
-            members = [proc, *proc.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            members = []
-        try:
-            os.killpg(pid, signal.SIGTERM)  # the server leads its own session and group
-        except (ProcessLookupError, PermissionError):
-            for member in members:
-                try:
-                    member.terminate()
-                except psutil.NoSuchProcess:
-                    pass
-        _, alive = psutil.wait_procs(members, timeout=timeout)
-        if alive:
-            log.warning("server pid %d did not stop within %.0f s; killing it", pid, timeout)
-            for member in alive:
-                try:
-                    member.kill()
-                except psutil.NoSuchProcess:
-                    pass
-            psutil.wait_procs(alive, timeout=5)
-        _reap(pid)
+    procs.stop(_process_record(endpoint.details), grace_seconds=timeout)
     stopped_at = utc_now()
     updated = [_record(e, "stopped", stopped_at=stopped_at) for e in _siblings(endpoint)]
     return next(e for e in updated if e.id == endpoint.id)

@@ -10,6 +10,7 @@ import streamlit as st
 
 from legalft import chat, serve
 from legalft.endpoints import list_endpoints
+from legalft.errors import LegalftError
 from legalft.jobs import list_jobs
 
 NOT_USABLE = ("stopped", "failed", "error", "validating", "deleted")
@@ -174,7 +175,7 @@ def _ask(target, question: str) -> dict:
         record.update(text=reply.text if reply else str(text or ""), usage=reply.usage if reply else {},
                       seconds=reply.seconds if reply else 0.0, model=reply.model if reply else target.model)
         st.caption(_caption(record))
-    except (chat.ChatError, ValueError) as exc:
+    except (LegalftError, ValueError) as exc:
         record["error"] = str(exc)
         st.error(str(exc))
     return record

@@ -1,17 +1,17 @@
 """Monitor: every job of both paths, and a live view of one. Everything is read back from the
 database, the run folders and the API, so a refresh, a closed tab or a restarted server loses nothing."""
 
-import json
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from legalft import managed as tf
 from legalft import monitor
 from legalft.endpoints import list_endpoints
+from legalft.errors import ServiceError
 from legalft.jobs import list_checkpoints, list_jobs
-from legalft.providers import token_factory as tf
 from legalft.train import JobStateError, merge_run, reconcile_jobs, resume_job
 
 REFRESH_SECONDS = 2.0
@@ -78,7 +78,7 @@ def _deploy_panel(job) -> None:
         if endpoint.status not in ("active", "error") and st.button("Check deployment", key=f"monitor_poll_{endpoint.id}"):
             try:
                 tf.poll_deployment(endpoint.model)
-            except tf.TokenFactoryError as exc:
+            except ServiceError as exc:
                 st.error(str(exc))
             st.rerun()
     checkpoints = [c["checkpoint_id"] for c in list_checkpoints(job.id)]
@@ -92,7 +92,7 @@ def _deploy_panel(job) -> None:
         if st.form_submit_button("Deploy", type="primary"):
             try:
                 endpoint = tf.deploy_checkpoint(job.id, name=name, checkpoint_id=checkpoint)
-            except (tf.TokenFactoryError, ValueError) as exc:
+            except (ServiceError, ValueError) as exc:
                 st.error(str(exc))
             else:
                 st.success(f"Deploying as `{endpoint.model}` ({endpoint.status}).")

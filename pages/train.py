@@ -6,13 +6,19 @@ import pandas as pd
 import streamlit as st
 
 from legalft import costs
+from legalft import managed as tf
 from legalft.data.registry import list_datasets
 from legalft.data.split import split_file
 from legalft.data.stats import compute_stats
+from legalft.errors import ServiceError
 from legalft.home import subdir
-from legalft.providers import token_factory as tf
 from legalft.train import (
-    TrainConfigError, detect_hardware, estimate_memory, list_recipes, load_recipe, start_training,
+    TrainConfigError,
+    detect_hardware,
+    estimate_memory,
+    list_recipes,
+    load_recipe,
+    start_training,
 )
 
 st.title("Train")
@@ -262,7 +268,7 @@ else:
         try:
             job = tf.launch_job(report, launch_config, validation=val_path,
                                 progress=lambda message, fraction: bar.progress(fraction or 0.0, text=message))
-        except tf.TokenFactoryError as exc:
+        except ServiceError as exc:
             st.error(f"Not launched: {exc}")
         else:
             _go_to_monitor(job.id)

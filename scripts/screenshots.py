@@ -37,10 +37,10 @@ def main() -> int:
     os.environ["LEGALFT_TOKEN_FACTORY_URL"] = standin.base_url
     os.environ["NEBIUS_API_KEY"] = DEFAULT_KEY
 
+    from legalft import managed as tf
     from legalft.data.registry import register_dataset
     from legalft.data.sanitize import sanitize_file
     from legalft.data.split import split_file
-    from legalft.providers import token_factory as tf
     from legalft.train import load_recipe, start_training, wait_for_job
 
     clean = home.parent / "clean.jsonl"

@@ -31,7 +31,7 @@ def standin(monkeypatch):
     """The local Token Factory stand-in on a free port, with legalft pointed at it (fast phases)."""
     from token_factory_server import DEFAULT_KEY, start_server
 
-    from legalft.providers import token_factory as tf
+    from legalft import managed as tf
 
     server = start_server(phase_seconds=0.05, deploy_seconds=0.05)
     monkeypatch.setenv(tf.URL_ENV, server.base_url)

@@ -6,7 +6,6 @@ Everything here runs in well under a second a test; the real model server is in 
 from __future__ import annotations
 
 import json
-import os
 import stat
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from legalft import chat, serve
 from legalft.api import ApiConfigError, ApiSettings, create_app, parse_origins
 from legalft.cli import main
 from legalft.endpoints import save_endpoint
+from legalft.errors import ServiceError
 from legalft.jobs import create_job
 
 TOKEN = "t" * 32
@@ -109,7 +109,7 @@ def test_resolve_endpoint_by_id_name_or_model():
     assert chat.resolve_endpoint(str(first.id)).id == first.id
     assert chat.resolve_endpoint("vllm-legal-lora").id == second.id
     assert chat.resolve_endpoint("legal-lora").id == second.id
-    with pytest.raises(chat.ChatError, match="legalft serve start smoke") as info:
+    with pytest.raises(ServiceError, match="legalft serve start smoke") as info:
         chat.resolve_endpoint("nope")
     assert info.value.kind == "not_found"
 
@@ -118,7 +118,7 @@ def test_keys_come_from_the_environment_named_for_the_kind(monkeypatch):
     local = _endpoint()
     assert chat.api_key_for(local) == chat.NO_KEY
     managed = _endpoint(kind="token_factory", model="llama-LoRa:x", base_url="https://example.invalid/v1/")
-    with pytest.raises(chat.ChatError, match="NEBIUS_API_KEY") as info:
+    with pytest.raises(ServiceError, match="NEBIUS_API_KEY") as info:
         chat.api_key_for(managed)
     assert info.value.kind == "no_key"
     monkeypatch.setenv("NEBIUS_API_KEY", "nebius-key")
@@ -146,7 +146,7 @@ def test_chat_against_the_managed_stand_in_uses_the_same_client(monkeypatch):
             streamed = "".join(pieces)
         assert streamed == reply.text == pieces.reply.text
         monkeypatch.setenv("NEBIUS_API_KEY", "wrong-key")
-        with pytest.raises(chat.ChatError, match="rejected the key") as info:
+        with pytest.raises(ServiceError, match="rejected the key") as info:
             chat.chat(endpoint, chat.build_messages(QUESTION))
         assert info.value.kind == "auth" and "wrong-key" not in str(info.value)
     finally:
@@ -156,10 +156,10 @@ def test_chat_against_the_managed_stand_in_uses_the_same_client(monkeypatch):
 
 def test_unreachable_server_is_a_plain_error():
     endpoint = _endpoint(base_url=f"http://127.0.0.1:{serve.free_port()}/v1")
-    with pytest.raises(chat.ChatError, match="not running") as info:
+    with pytest.raises(ServiceError, match="not running") as info:
         chat.chat(endpoint, chat.build_messages("q"))
-    assert info.value.kind == "unreachable"
-    with pytest.raises(chat.ChatError, match="legalft serve start"):
+    assert info.value.kind == "network"
+    with pytest.raises(ServiceError, match="legalft serve start"):
         list(chat.stream_chat(endpoint, chat.build_messages("q")))
 
 

@@ -6,13 +6,13 @@ import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from token_factory_server import DEFAULT_KEY
 
 from legalft.data.registry import register_dataset
 from legalft.data.sanitize import sanitize_file
 from legalft.endpoints import list_endpoints
 from legalft.jobs import get_job, list_jobs
 from tests.conftest import REFERENCE_QA, ROOT
-from token_factory_server import DEFAULT_KEY
 
 APP = str(ROOT / "app.py")
 

@@ -24,6 +24,7 @@ from legalft import chat, serve
 from legalft.api import ApiSettings, create_app
 from legalft.cli import main
 from legalft.endpoints import Endpoint, list_endpoints, save_endpoint
+from legalft.errors import ServiceError
 
 pytestmark = pytest.mark.slow  # every test here uses the module's two model servers (about 15 s to start)
 
@@ -96,7 +97,7 @@ def test_whole_and_streamed_answers_agree(served):
 def test_a_server_pinned_to_its_folder_refuses_other_models(served):
     wrong = save_endpoint(kind="local", name="wrong", base_url=served.tuned.base_url, model="/some/other/model",
                           status="active")
-    with pytest.raises(chat.ChatError, match="pinned") as info:
+    with pytest.raises(ServiceError, match="pinned") as info:
         chat.chat(wrong, legal_messages(), max_tokens=4)
     assert info.value.kind == "bad_request"
 

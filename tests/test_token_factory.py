@@ -11,12 +11,15 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from token_factory_server import DEFAULT_KEY, start_server
 
+from legalft import managed as tf
+from legalft.managed import preflight as preflight_module
+from legalft.managed.preflight import check_service_rules
 from legalft.costs import training_price_per_million
 from legalft.endpoints import list_endpoints
+from legalft.errors import ServiceError
 from legalft.jobs import get_job, list_checkpoints, list_events, list_jobs
-from legalft.providers import token_factory as tf
-from token_factory_server import DEFAULT_KEY, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_QA = ROOT / "data" / "legislation_qa_clean.jsonl"
@@ -154,7 +157,7 @@ def test_cancel_records_cancelled_and_is_idempotent(monkeypatch, tmp_path):
 def test_rejected_key_says_so_and_marks_the_launch_failed(standin, tmp_path):
     data = write_jsonl(tmp_path / "train.jsonl", [qa(i) for i in range(20)])
     client = tf.TokenFactoryClient("wrong-key-123456", standin.base_url)
-    with pytest.raises(tf.TokenFactoryError) as caught:
+    with pytest.raises(ServiceError) as caught:
         tf.launch_job(data, client=client)
     assert caught.value.kind == "auth" and "the key was rejected" in str(caught.value)
     [job] = list_jobs()
@@ -163,7 +166,7 @@ def test_rejected_key_says_so_and_marks_the_launch_failed(standin, tmp_path):
 
 def test_missing_key_is_a_clear_error(monkeypatch):
     monkeypatch.delenv(tf.KEY_ENV, raising=False)
-    with pytest.raises(tf.TokenFactoryError, match="no Nebius API key: set NEBIUS_API_KEY") as caught:
+    with pytest.raises(ServiceError, match="no Nebius API key: set NEBIUS_API_KEY") as caught:
         tf.TokenFactoryClient()
     assert caught.value.kind == "no_key"
 
@@ -183,7 +186,7 @@ def test_rate_limit_that_persists_gives_a_clear_message(standin, tmp_path):
     job_id = launched(standin, tmp_path)
     before = get_job(job_id)
     control(standin, {"faults": [{"status": 429, "count": 10, "retry_after": 0.1}]})
-    with pytest.raises(tf.TokenFactoryError) as caught:
+    with pytest.raises(ServiceError) as caught:
         tf.sync_job(job_id, small_client(standin))
     assert caught.value.kind == "rate_limit" and caught.value.transient
     assert "HTTP 429" in str(caught.value) and "after 1 retries" in str(caught.value)
@@ -196,7 +199,7 @@ def test_server_errors_are_retried_then_reported(standin, tmp_path):
     control(standin, {"faults": [{"status": 500, "count": 1}]})
     assert tf.sync_job(job_id, small_client(standin)).remote_id  # one 500, then fine
     control(standin, {"faults": [{"status": 500, "count": 10}]})
-    with pytest.raises(tf.TokenFactoryError, match=r"the service failed \(HTTP 500\) after 1 retries") as caught:
+    with pytest.raises(ServiceError, match=r"the service failed \(HTTP 500\) after 1 retries") as caught:
         tf.sync_job(job_id, small_client(standin))
     assert caught.value.kind == "server"
     statuses = [r["status"] for r in control(standin, path="/_control/requests")]
@@ -206,7 +209,7 @@ def test_server_errors_are_retried_then_reported(standin, tmp_path):
 def test_timeout_is_retried_then_reported(standin, tmp_path):
     job_id = launched(standin, tmp_path)
     control(standin, {"delay": 0.6})
-    with pytest.raises(tf.TokenFactoryError, match="did not answer within 0.2 s") as caught:
+    with pytest.raises(ServiceError, match="did not answer within 0.2 s") as caught:
         tf.sync_job(job_id, small_client(standin, timeout=0.2))
     assert caught.value.kind == "timeout"
 
@@ -219,7 +222,7 @@ def test_unreachable_service_leaves_local_state_intact(standin, tmp_path):
         sock.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
     client = tf.TokenFactoryClient(DEFAULT_KEY, dead, max_retries=0)
-    with pytest.raises(tf.TokenFactoryError, match="cannot reach 127.0.0.1") as caught:
+    with pytest.raises(ServiceError, match="cannot reach 127.0.0.1") as caught:
         tf.sync_job(job_id, client)
     assert caught.value.kind == "network" and "nothing was changed locally" in str(caught.value)
     assert (get_job(job_id), list_events(job_id), list_checkpoints(job_id)) == before
@@ -293,7 +296,7 @@ def test_standin_fails_a_conversation_that_does_not_end_with_the_assistant(stand
 def test_service_refusal_is_reported_with_its_reason(standin, tmp_path):
     client = small_client(standin)
     file_id = client.upload_file(write_jsonl(tmp_path / "t.jsonl", [qa(1)]))["id"]
-    with pytest.raises(tf.TokenFactoryError, match=r"HTTP 400\): unknown hyperparameter 'dropout'") as caught:
+    with pytest.raises(ServiceError, match=r"HTTP 400\): unknown hyperparameter 'dropout'") as caught:
         client.create_job(model=MODEL, training_file=file_id, hyperparameters={"dropout": 0.1})
     assert caught.value.kind == "bad_request"
 
@@ -374,10 +377,10 @@ def test_preflight_blocks_what_the_service_would_refuse(tmp_path, monkeypatch):
     clean = tmp_path / "upload.jsonl"
     clean.write_text(json.dumps(qa(1)) + "\n" + json.dumps({"messages": [{"role": "user", "content": "q"}]}) + "\n")
     checked = tf.PreflightReport(source_path=str(clean), upload_path=str(clean))
-    tf._check_service_rules(clean, checked)
+    check_service_rules(clean, checked)
     assert checked.errors == ["1 conversation(s) do not end with an assistant message (clean file lines 2)"]
 
-    monkeypatch.setattr(tf, "MAX_FILE_BYTES", 100)
+    monkeypatch.setattr(preflight_module, "MAX_FILE_BYTES", 100)
     big = tf.preflight_dataset(REFERENCE_QA)
     assert not big.ok and "the service's limit is 5 GB" in big.errors[0]
     assert not tf.preflight_dataset(tmp_path / "missing.jsonl").ok
@@ -413,7 +416,7 @@ def test_base_url_override_and_v0_on_the_same_host(monkeypatch):
 
 def test_key_from_streamlit_secrets_and_none_without_them(tmp_path):
     # A subprocess: st.secrets is a process-wide singleton that would leak into other tests.
-    script = "from legalft.providers.token_factory import resolve_api_key; print(resolve_api_key())"
+    script = "from legalft.managed import resolve_api_key; print(resolve_api_key())"
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LEGALFT_HOME": str(tmp_path / "home")}
     project = tmp_path / "project"
     (project / ".streamlit").mkdir(parents=True)

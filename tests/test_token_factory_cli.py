@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from legalft.cli import main
-from legalft.jobs import get_job, list_jobs
-from legalft.providers import token_factory as tf
 from token_factory_server import start_server
+
+from legalft import managed as tf
+from legalft.cli import main
+from legalft.errors import ServiceError
+from legalft.jobs import get_job, list_jobs
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_QA = ROOT / "data" / "legislation_qa_clean.jsonl"
@@ -162,7 +163,7 @@ def test_the_key_never_lands_in_files_logs_or_messages(monkeypatch, tmp_path, ca
         assert main(["tf", "launch", "--dataset", str(train_file(tmp_path)), "--epochs", "1"]) == 1
         for client in (tf.TokenFactoryClient(base_url=other.base_url, max_retries=0),
                        tf.TokenFactoryClient(base_url="http://127.0.0.1:9/v1", max_retries=0)):
-            with pytest.raises(tf.TokenFactoryError) as caught:
+            with pytest.raises(ServiceError) as caught:
                 client.list_served_models()
             messages.append(str(caught.value))
             assert FAKE_KEY not in repr(client)
@@ -185,7 +186,7 @@ def test_the_key_never_lands_in_files_logs_or_messages(monkeypatch, tmp_path, ca
 
 
 def test_cli_and_library_import_without_the_sdk():
-    script = ("import sys, legalft.cli.tf, legalft.providers.token_factory; "
+    script = ("import sys, legalft.cli.tf, legalft.managed; "
               "from legalft.cli import build_parser; build_parser(); "
               "print(sorted(m for m in ('openai', 'httpx2', 'torch', 'streamlit') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)

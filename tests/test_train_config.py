@@ -17,9 +17,22 @@ import pytest
 from legalft.cli import main as cli_main
 from legalft.jobs import create_job, get_job
 from legalft.train import (
-    GpuInfo, Hardware, TrainConfig, TrainConfigError, accelerate_config, check_dataset, estimate_memory,
-    launch_command, list_recipes, load_recipe, model_shape, parse_override, read_log_tail, read_metrics,
-    reconcile_jobs, refresh_job,
+    GpuInfo,
+    Hardware,
+    TrainConfig,
+    TrainConfigError,
+    accelerate_config,
+    check_dataset,
+    estimate_memory,
+    launch_command,
+    list_recipes,
+    load_recipe,
+    model_shape,
+    parse_override,
+    read_log_tail,
+    read_metrics,
+    reconcile_jobs,
+    refresh_job,
 )
 from legalft.train.config import check_library_fields
 from legalft.train.errors import describe_model_error, describe_oom

@@ -17,8 +17,20 @@ import pytest
 from legalft.cli import main as cli_main
 from legalft.jobs import get_job, list_checkpoints
 from legalft.train import (
-    TrainConfig, build_smoke_model, cancel_job, find_checkpoints, load_recipe, merge_run, preflight, read_metrics,
-    read_status, reconcile_jobs, refresh_job, resume_job, start_training, wait_for_job,
+    TrainConfig,
+    build_smoke_model,
+    cancel_job,
+    find_checkpoints,
+    load_recipe,
+    merge_run,
+    preflight,
+    read_metrics,
+    read_status,
+    reconcile_jobs,
+    refresh_job,
+    resume_job,
+    start_training,
+    wait_for_job,
 )
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -241,7 +241,7 @@ class Handler(BaseHTTPRequestHandler):
     def state(self) -> StandIn:
         return self.server.state  # type: ignore[attr-defined]
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet in tests
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def do_GET(self) -> None:

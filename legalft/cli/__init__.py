@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from legalft.errors import LegalftError, UsageError, render_error
+
 # Command-group modules, in help order. Each defines register(subparsers).
 COMMAND_MODULES = (
     "legalft.cli.data",
@@ -17,11 +19,11 @@ COMMAND_MODULES = (
     "legalft.cli.train",
     "legalft.cli.tf",
     "legalft.cli.serve",
+    "legalft.cli.doctor",
 )
 
 
-class UsageError(Exception):
-    """Bad arguments discovered after parsing; exit code 2."""
+__all__ = ["COMMAND_MODULES", "UsageError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.handler(args) or 0)
-    except UsageError as exc:
-        print(f"legalft: error: {exc}", file=sys.stderr)
-        return 2
+    except LegalftError as exc:  # one rendering for every library error: a line, no traceback
+        print(f"legalft: error: {render_error(exc)}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
 

@@ -114,7 +114,7 @@ def run_stats(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from legalft.data.convert import ConvertOptions, DEFAULT_KINDS, convert_file
+    from legalft.data.convert import DEFAULT_KINDS, ConvertOptions, convert_file
     from legalft.data.readers import DatasetReadError
 
     try:

@@ -8,6 +8,7 @@ import shlex
 import sys
 
 from legalft.cli import UsageError
+from legalft.errors import ServiceError
 
 
 def register(subparsers) -> None:
@@ -122,12 +123,12 @@ def run_start(args: argparse.Namespace) -> int:
 
 
 def run_stop(args: argparse.Namespace) -> int:
-    from legalft.chat import ChatError
+    from legalft.errors import ServiceError
     from legalft.serve import ServeError, stop_server
 
     try:
         endpoint = stop_server(args.endpoint)
-    except (ServeError, ChatError) as exc:
+    except (ServeError, ServiceError) as exc:
         return _fail(exc)
     print(f"endpoint {endpoint.id}: {endpoint.name} {endpoint.status}")
     return 0
@@ -167,7 +168,7 @@ def run_chat(args: argparse.Namespace) -> int:
             temperature=args.temperature if args.temperature is not None else chat.DEFAULT_TEMPERATURE)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    except chat.ChatError as exc:
+    except ServiceError as exc:
         return _fail(exc)
     try:
         if args.no_stream or args.json:
@@ -178,7 +179,7 @@ def run_chat(args: argparse.Namespace) -> int:
                     print(piece, end="", flush=True)
             print()
             reply = pieces.reply
-    except chat.ChatError as exc:
+    except ServiceError as exc:
         return _fail(exc)
     if args.json:
         print(json.dumps({"answer": reply.text, "model": reply.model, "usage": reply.usage,
@@ -192,13 +193,14 @@ def run_chat(args: argparse.Namespace) -> int:
 
 
 def run_api(args: argparse.Namespace) -> int:
-    from legalft.api import ApiConfigError, run_api as serve_api
-    from legalft.chat import ChatError
+    from legalft.api import ApiConfigError
+    from legalft.api import run_api as serve_api
+    from legalft.errors import ServiceError
 
     try:
         serve_api(args.endpoint, host=args.host, port=args.port, no_auth=args.no_auth, log_level=args.log_level)
     except ApiConfigError as exc:
         raise UsageError(str(exc)) from None
-    except ChatError as exc:
+    except ServiceError as exc:
         return _fail(exc)
     return 0

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from legalft.cli import UsageError
+from legalft.errors import ServiceError
 
 
 def register(subparsers) -> None:
@@ -118,7 +119,7 @@ def _print_job(job) -> None:
 
 
 def run_launch(args: argparse.Namespace) -> int:
-    from legalft.providers import token_factory as tf
+    from legalft import managed as tf
 
     try:
         config = tf.LaunchConfig(
@@ -131,7 +132,7 @@ def run_launch(args: argparse.Namespace) -> int:
         raise UsageError("--poll must be greater than 0")
     try:
         client = tf.TokenFactoryClient()
-    except tf.TokenFactoryError as exc:
+    except ServiceError as exc:
         return _fail(exc)
     reports = {}
     for label, path in (("training", args.dataset), ("validation", args.validation)):
@@ -156,7 +157,7 @@ def run_launch(args: argparse.Namespace) -> int:
     try:
         job = tf.launch_job(reports["training"], config, validation=reports.get("validation"), name=args.name,
                             client=client, progress=progress)
-    except tf.TokenFactoryError as exc:
+    except ServiceError as exc:
         return _fail(exc)
     print(f"launched {job.id} (remote {job.remote_id}); follow it with `legalft tf status {job.id}`")
     if not args.wait:
@@ -177,7 +178,7 @@ def run_launch(args: argparse.Namespace) -> int:
 
     try:
         job = tf.wait_for_job(job.id, poll_seconds=args.poll, client=client, on_update=on_update)
-    except tf.TokenFactoryError as exc:
+    except ServiceError as exc:
         return _fail(exc)
     _print_job(job)
     print(f"final status: {job.status}")
@@ -185,14 +186,14 @@ def run_launch(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
+    from legalft import managed as tf
     from legalft.jobs import list_events
-    from legalft.providers import token_factory as tf
 
     job = _job(args.job)
     code = 0
     try:
         job = tf.sync_job(job.id)
-    except tf.TokenFactoryError as exc:
+    except ServiceError as exc:
         print(f"legalft: error: {exc}; showing what was recorded locally", file=sys.stderr)
         code = 1
     except ValueError as exc:
@@ -207,13 +208,13 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_cancel(args: argparse.Namespace) -> int:
-    from legalft.providers import token_factory as tf
+    from legalft import managed as tf
 
     job = _job(args.job)
     was = job.status
     try:
         job = tf.cancel_job(job.id)
-    except tf.TokenFactoryError as exc:
+    except ServiceError as exc:
         return _fail(exc)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -225,7 +226,7 @@ def run_cancel(args: argparse.Namespace) -> int:
 
 
 def run_deploy(args: argparse.Namespace) -> int:
-    from legalft.providers import token_factory as tf
+    from legalft import managed as tf
 
     job = _job(args.job)
     try:
@@ -234,7 +235,7 @@ def run_deploy(args: argparse.Namespace) -> int:
         print(f"deploying {endpoint.details.get('source')} as {endpoint.model}: {endpoint.status}", flush=True)
         if args.wait:
             endpoint = tf.poll_deployment(endpoint.model, wait=True, timeout=args.timeout, poll_seconds=args.poll)
-    except tf.TokenFactoryError as exc:
+    except ServiceError as exc:
         return _fail(exc)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -246,7 +247,7 @@ def run_deploy(args: argparse.Namespace) -> int:
     if endpoint.status == "active":
         try:
             answer = tf.smoke_test(endpoint.model)
-        except tf.TokenFactoryError as exc:
+        except ServiceError as exc:
             return _fail(exc)
         print(f"smoke test: {tf.SMOKE_TEST_QUESTION}\n  {answer.text}")
         print(f'chat with it: legalft tf chat "{endpoint.model}" "your question"')
@@ -254,19 +255,19 @@ def run_deploy(args: argparse.Namespace) -> int:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    from legalft.providers import token_factory as tf
+    from legalft import managed as tf
 
     client = None
     try:
         client = tf.TokenFactoryClient()
-    except tf.TokenFactoryError as exc:
+    except ServiceError as exc:
         print(f"({exc}; showing the shipped catalogue only)")
     if args.delete:
         if client is None:
             return 1
         try:
             tf.delete_model(args.delete, client=client)
-        except tf.TokenFactoryError as exc:
+        except ServiceError as exc:
             return _fail(exc)
         print(f"deleted {args.delete}")
         return 0
@@ -283,7 +284,7 @@ def run_models(args: argparse.Namespace) -> int:
         return 0
     try:
         deployed = tf.list_models(client)
-    except tf.TokenFactoryError as exc:
+    except ServiceError as exc:
         return _fail(exc)
     print("deployed models:" if deployed else "no deployed models")
     for item in deployed:
@@ -293,7 +294,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_chat(args: argparse.Namespace) -> int:
-    from legalft.providers import token_factory as tf
+    from legalft import managed as tf
 
     def write(token: str) -> None:
         print(token, end="", flush=True)
@@ -301,7 +302,7 @@ def run_chat(args: argparse.Namespace) -> int:
     try:
         answer = tf.chat(args.model, args.question, max_tokens=args.max_tokens, temperature=args.temperature,
                          on_token=None if args.no_stream else write)
-    except tf.TokenFactoryError as exc:
+    except ServiceError as exc:
         return _fail(exc)
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -54,6 +54,11 @@ def register(subparsers) -> None:
     resume.add_argument("job_id")
     resume.add_argument("--wait", action="store_true", help="follow the job until it ends")
     resume.set_defaults(handler=cmd_jobs_resume)
+    close = commands.add_parser("close", help="mark a job that cannot be followed any more as failed (a managed job "
+                                "the service no longer knows)")
+    close.add_argument("job_id")
+    close.add_argument("--reason", help="recorded as the job's error")
+    close.set_defaults(handler=cmd_jobs_close)
     jobs.set_defaults(handler=lambda args: _help(jobs))
 
     merge = subparsers.add_parser("merge", help="merge a local job's adapter into full weights, with a parity check")
@@ -123,7 +128,13 @@ def _follow(job_id: str) -> int:
 
 def cmd_train(args) -> int:
     from legalft.train import (
-        TrainConfig, TrainConfigError, detect_hardware, estimate_memory, list_recipes, load_recipe, parse_override,
+        TrainConfig,
+        TrainConfigError,
+        detect_hardware,
+        estimate_memory,
+        list_recipes,
+        load_recipe,
+        parse_override,
         start_training,
     )
 
@@ -261,6 +272,27 @@ def cmd_jobs_cancel(args) -> int:
         print(f"{job.id} had already ended: {job.status}")
     else:
         print(f"{job.id}: {job.status}. `legalft jobs resume {job.id}` continues from the last checkpoint.")
+    return 0
+
+
+def cmd_jobs_close(args) -> int:
+    from legalft.jobs import close_job
+
+    job = _require(args.job_id)
+    if job.is_terminal:
+        print(f"{job.id} had already ended: {job.status}")
+        return 0
+    if job.path == "token_factory":
+        from legalft.managed import close_job as close_managed
+
+        job = close_managed(job.id, args.reason)
+    else:
+        from legalft.train import refresh_job
+
+        if refresh_job(job.id).status == "running":
+            raise UsageError(f"{job.id} is running: `legalft jobs cancel {job.id}` stops it")
+        job = close_job(job.id, args.reason or "closed by the user")
+    print(f"{job.id}: {job.status} ({job.error})")
     return 0
 
 

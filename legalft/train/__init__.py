@@ -14,11 +14,26 @@ transformers, trl and peft are imported inside the functions that need them.
 from legalft.train.config import DistributedConfig, TrainConfig, TrainConfigError, parse_override
 from legalft.train.errors import DatasetError, ModelUnavailableError
 from legalft.train.hardware import (
-    GpuInfo, Hardware, MemoryEstimate, ModelShape, detect_hardware, estimate_memory, model_shape,
+    GpuInfo,
+    Hardware,
+    MemoryEstimate,
+    ModelShape,
+    detect_hardware,
+    estimate_memory,
+    model_shape,
 )
 from legalft.train.launch import (
-    JobStateError, accelerate_config, cancel_job, job_run_dir, launch_command, reconcile_jobs, refresh_job,
-    resume_job, runs_dir, start_training, wait_for_job,
+    JobStateError,
+    accelerate_config,
+    cancel_job,
+    job_run_dir,
+    launch_command,
+    reconcile_jobs,
+    refresh_job,
+    resume_job,
+    runs_dir,
+    start_training,
+    wait_for_job,
 )
 from legalft.train.merge import MergeReport, merge_run
 from legalft.train.preflight import DatasetCheck, PreflightReport, TemplateReport, check_dataset, preflight

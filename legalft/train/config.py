@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from legalft.errors import ConfigError
+
 METHODS = ("lora", "qlora", "lora-8bit", "full")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 DEVICES = ("auto", "cuda", "cpu")
@@ -87,12 +89,8 @@ RENAMED_KEYS: dict[str, str] = {
 }
 
 
-class TrainConfigError(ValueError):
-    """A configuration that cannot run; ``problems`` lists what to change, one message each."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = list(problems)
-        super().__init__("; ".join(self.problems))
+class TrainConfigError(ConfigError):
+    """A training configuration that cannot run; ``problems`` lists what to change, one message each."""
 
 
 @dataclass

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,12 +18,30 @@ from typing import Any, Callable
 
 import yaml
 
+from legalft import procs
+from legalft.errors import JobBusy, JobStateError
 from legalft.home import project_root, subdir
 from legalft.jobs import Job, create_job, list_jobs, new_job_id, require_job, update_job, upsert_checkpoint, utc_now
+from legalft.polling import poll_until
 from legalft.train.config import TrainConfig, TrainConfigError
 from legalft.train.rundir import (
-    ADAPTER_DIR, CANCEL_FILE, CONFIG_FILE, LOG_FILE, MERGE_FILE, MERGED_DIR, METRICS_FILE, RUN_FILE, STATUS_FILE,
-    find_checkpoints, heartbeat_age, read_json, read_log_tail, read_metrics, read_status, write_json_atomic,
+    ADAPTER_DIR,
+    CANCEL_FILE,
+    CONFIG_FILE,
+    LAUNCH_LOCK_FILE,
+    LOG_FILE,
+    MERGE_FILE,
+    MERGED_DIR,
+    METRICS_FILE,
+    RUN_FILE,
+    STATUS_FILE,
+    find_checkpoints,
+    heartbeat_age,
+    read_json,
+    read_log_tail,
+    read_metrics,
+    read_status,
+    write_json_atomic,
 )
 
 logger = logging.getLogger(__name__)
@@ -37,10 +52,6 @@ ACCELERATE_CONFIG_FILE = "accelerate.yaml"
 STALE_HEARTBEAT_SECONDS = 15 * 60
 CANCEL_GRACE_SECONDS = 10.0
 _ACTIVE = ("validating_files", "queued", "running")
-
-
-class JobStateError(RuntimeError):
-    """An operation that the job's current state does not allow (resume a running job...)."""
 
 
 def runs_dir() -> Path:
@@ -139,8 +150,6 @@ def _child_env() -> dict[str, str]:
 
 def _spawn(job_id: str, run_dir: Path, config: TrainConfig, resumed_from: int | None) -> dict[str, Any]:
     """Start the training process in its own session; record the attempt in ``run.json``."""
-    import psutil
-
     command = launch_command(config, run_dir)
     if config.distributed.num_processes * config.distributed.num_machines > 1:
         (run_dir / ACCELERATE_CONFIG_FILE).write_text(
@@ -148,34 +157,24 @@ def _spawn(job_id: str, run_dir: Path, config: TrainConfig, resumed_from: int | 
     record = read_json(run_dir / RUN_FILE) or {"job_id": job_id, "created_at": utc_now(), "attempts": []}
     # Keep the progress of earlier attempts visible until the new process reports its own.
     kept = ("latest", "latest_eval", "total_steps", "step", "epoch", "last_checkpoint_step")
+    number = len(record["attempts"]) + 1
     write_json_atomic(run_dir / STATUS_FILE, {
         **{k: v for k, v in read_status(run_dir).items() if k in kept},
-        "state": "queued", "phase": "starting", "job_id": job_id, "attempt": len(record["attempts"]) + 1,
+        "state": "queued", "phase": "starting", "job_id": job_id, "attempt": number,
         "heartbeat": time.time(), "error": None, "finished_at": None,
     })
-    with open(run_dir / LOG_FILE, "ab") as log:
-        log.write(f"\n===== {utc_now()} attempt {len(record['attempts']) + 1}: {' '.join(command)}\n".encode())
-        log.flush()
-        try:
-            process = subprocess.Popen(
-                command, cwd=str(run_dir), env=_child_env(), stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
-            )
-        except OSError as exc:
-            write_json_atomic(run_dir / STATUS_FILE, {
-                "state": "failed", "phase": "done", "job_id": job_id, "finished_at": utc_now(),
-                "error": f"cannot start the training process ({exc}): check that {command[0]} exists",
-            })
-            raise
     try:
-        create_time = psutil.Process(process.pid).create_time()
-    except psutil.Error:
-        create_time = None
-    attempt = {"pid": process.pid, "create_time": create_time, "host": socket.gethostname(),
-               "started_at": utc_now(), "command": command, "resumed_from_step": resumed_from}
+        process = procs.spawn_detached(command, log_path=run_dir / LOG_FILE, cwd=run_dir, env=_child_env(),
+                                       banner=f"\n===== {utc_now()} attempt {number}: {' '.join(command)}\n")
+    except OSError as exc:
+        write_json_atomic(run_dir / STATUS_FILE, {
+            "state": "failed", "phase": "done", "job_id": job_id, "finished_at": utc_now(),
+            "error": f"cannot start the training process ({exc}): check that {command[0]} exists",
+        })
+        raise
+    attempt = {**process.to_dict(), "resumed_from_step": resumed_from}
     record["attempts"].append(attempt)
     write_json_atomic(run_dir / RUN_FILE, record)
-    # The Popen object is dropped on purpose: the job outlives this process; zombies are reaped below.
     return attempt
 
 
@@ -235,44 +234,9 @@ def _last_attempt(run_dir: Path) -> dict[str, Any] | None:
     return attempts[-1] if attempts else None
 
 
-def _reap(pid: int) -> None:
-    """Collect the exit status if the job is our child, so it does not linger as a zombie."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except (ChildProcessError, OSError):
-        pass
-
-
 def process_alive(attempt: dict[str, Any] | None) -> bool | None:
     """Whether an attempt's process still runs: True, False, or None when it cannot be told here."""
-    import psutil
-
-    if not attempt or not attempt.get("pid"):
-        return None
-    if attempt.get("host") and attempt["host"] != socket.gethostname():
-        return None
-    pid = int(attempt["pid"])
-    _reap(pid)
-    try:
-        process = psutil.Process(pid)
-        if attempt.get("create_time") and abs(process.create_time() - float(attempt["create_time"])) > 1.0:
-            return False  # the pid was reused by another process
-        return process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.Error:
-        return None
-
-
-def _group_alive(pgid: int) -> bool:
-    _reap(pgid)
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return procs.is_running(attempt)
 
 
 def cancel_job(job_id: str, grace_seconds: float = CANCEL_GRACE_SECONDS) -> Job:
@@ -288,24 +252,7 @@ def cancel_job(job_id: str, grace_seconds: float = CANCEL_GRACE_SECONDS) -> Job:
         return job
     run_dir = Path(job.run_dir)
     (run_dir / CANCEL_FILE).write_text(utc_now() + "\n", encoding="utf-8")
-    attempt = _last_attempt(run_dir)
-    if process_alive(attempt):
-        pgid = int(attempt["pid"])  # the session leader's pid is the group id (start_new_session)
-        try:
-            os.killpg(pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + grace_seconds
-        while _group_alive(pgid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _group_alive(pgid):
-            logger.warning("job %s did not stop within %.0f s: killing its process group", job_id, grace_seconds)
-            try:
-                os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            while _group_alive(pgid) and time.monotonic() < deadline + 5:
-                time.sleep(0.1)
+    procs.stop(_last_attempt(run_dir), grace_seconds=grace_seconds)
     status = read_status(run_dir)
     if status.get("state") != "succeeded":
         status.update(state="cancelled", phase="done", error=None, finished_at=status.get("finished_at") or utc_now())
@@ -316,16 +263,32 @@ def cancel_job(job_id: str, grace_seconds: float = CANCEL_GRACE_SECONDS) -> Job:
 def resume_job(job_id: str) -> Job:
     """Continue a failed or cancelled local job from its last checkpoint, in the same run directory.
 
-    Metrics continue from the checkpoint's step. Without a checkpoint the run starts over.
+    Metrics continue from the checkpoint's step. Without a checkpoint the run starts over. The
+    check and the start happen under the run folder's launch lock, so of two resumes at once one
+    starts the job and the other is refused (``JobBusy`` or ``JobStateError``).
     """
-    job = refresh_job(job_id)
+    from filelock import FileLock, Timeout
+
+    job = require_job(job_id)
     if job.path != "local":
         raise JobStateError(f"job {job_id} runs on Token Factory and cannot be resumed here")
+    if not job.run_dir or not Path(job.run_dir).is_dir():
+        raise JobStateError(f"job {job_id} has no run directory left to resume from; start a new job")
+    run_dir = Path(job.run_dir)
+    try:
+        with FileLock(run_dir / LAUNCH_LOCK_FILE, timeout=0):
+            return _resume_locked(job_id, run_dir)
+    except Timeout:
+        raise JobBusy(f"job {job_id} is being started by another command right now; "
+                      "`legalft jobs show` tells when it runs") from None
+
+
+def _resume_locked(job_id: str, run_dir: Path) -> Job:
+    job = refresh_job(job_id)
     if not job.is_terminal:
         raise JobStateError(f"job {job_id} is {job.status}: cancel it first, or wait for it to end")
     if job.status == "succeeded":
         raise JobStateError(f"job {job_id} already succeeded: start a new job to train further")
-    run_dir = Path(job.run_dir)
     config = TrainConfig.load(run_dir / CONFIG_FILE)
     (run_dir / CANCEL_FILE).unlink(missing_ok=True)
     checkpoints = find_checkpoints(run_dir)
@@ -457,7 +420,7 @@ def reconcile_jobs() -> list[Job]:
         if job.status in _ACTIVE:
             try:
                 refreshed.append(refresh_job(job.id))
-            except Exception:  # noqa: BLE001 - one broken run folder must not hide the others
+            except Exception:
                 logger.exception("cannot refresh job %s", job.id)
     return refreshed
 
@@ -470,14 +433,8 @@ def wait_for_job(
     on_update: Callable[[Job], None] | None = None,
 ) -> Job:
     """Poll until the job ends (or ``timeout`` seconds pass); ``on_update`` sees each refresh."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        job = refresh_job(job_id)
-        if on_update:
-            on_update(job)
-        if job.is_terminal or (deadline is not None and time.monotonic() > deadline):
-            return job
-        time.sleep(poll_seconds)
+    return poll_until(lambda: refresh_job(job_id), lambda job: job.is_terminal, interval=poll_seconds,
+                      timeout=timeout, on_update=on_update, what=f"following job {job_id}")
 
 
 def job_run_dir(job_id: str) -> Path:

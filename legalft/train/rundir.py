@@ -37,6 +37,10 @@ ADAPTER_DIR = "adapter"
 MERGED_DIR = "merged"
 MERGE_FILE = "merge.json"
 CANCEL_FILE = "cancel.requested"
+#: Held by the training process while it writes the folder; the launcher holds ``LAUNCH_LOCK_FILE``
+#: while it checks a job's state and starts an attempt.
+TRAIN_LOCK_FILE = "train.lock"
+LAUNCH_LOCK_FILE = "launch.lock"
 
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 

@@ -19,7 +19,13 @@ from legalft.jobs import utc_now
 from legalft.train.config import TrainConfig, TrainConfigError, check_library_fields
 from legalft.train.errors import DatasetError, ModelUnavailableError, describe_model_error, describe_oom
 from legalft.train.rundir import (
-    ADAPTER_DIR, CHECKPOINTS_DIR, CONFIG_FILE, last_checkpoint, read_metrics, truncate_metrics,
+    ADAPTER_DIR,
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    TRAIN_LOCK_FILE,
+    last_checkpoint,
+    read_metrics,
+    truncate_metrics,
 )
 from legalft.train.status import StatusWriter, is_main_process
 
@@ -190,7 +196,7 @@ def _install_cancel_handler(status: StatusWriter) -> None:
     trainer_state.json), and nothing else needs cleaning up.
     """
 
-    def handler(signum, frame):  # noqa: ARG001
+    def handler(signum, frame):
         logger.warning("received %s: cancelling", signal.Signals(signum).name)
         try:
             status.finish("cancelled", error=None)
@@ -203,8 +209,30 @@ def _install_cancel_handler(status: StatusWriter) -> None:
 
 
 def run(run_dir: str | Path) -> int:
-    """Train the run in ``run_dir`` and record the outcome; returns the exit code."""
+    """Train the run in ``run_dir`` and record the outcome; returns the exit code.
+
+    The main process holds ``train.lock`` in the run folder while it trains: a second trainer of
+    the same folder (two resumes at once) exits with code 3 before writing anything.
+    """
+    from filelock import FileLock, Timeout
+
     run_dir = Path(run_dir).resolve()
+    lock = FileLock(run_dir / TRAIN_LOCK_FILE) if is_main_process() else None
+    try:
+        if lock:
+            lock.acquire(timeout=0)
+    except Timeout:
+        print(f"another training process is already writing {run_dir}; not starting a second one",
+              file=sys.stderr)
+        return 3
+    try:
+        return _run_locked(run_dir)
+    finally:
+        if lock:
+            lock.release()
+
+
+def _run_locked(run_dir: Path) -> int:
     status = StatusWriter(run_dir, enabled=is_main_process())
     status.update(force=True, state="running", phase="starting", pid=os.getpid(), started_at=utc_now(),
                   finished_at=None, error=None)
