@@ -20,10 +20,14 @@ PAGES = [
 
 if "app_reconciled" not in st.session_state:
     # Once per browser session: local runs whose process died while the app was down are marked failed.
+    from legalft.errors import LegalftError
     from legalft.train import reconcile_jobs
 
-    reconcile_jobs()
-    st.session_state["app_reconciled"] = True
+    try:
+        reconcile_jobs()
+        st.session_state["app_reconciled"] = True
+    except LegalftError:
+        pass  # a damaged index or unwritable home: Home says so and offers the repair
 
 navigation: dict[str, list] = {}
 for index, (section, path, title, icon) in enumerate(PAGES):

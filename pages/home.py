@@ -2,8 +2,10 @@
 
 import streamlit as st
 
+from legalft import doctor
 from legalft.data.registry import list_datasets
 from legalft.endpoints import list_endpoints
+from legalft.errors import LegalftError, render_error
 from legalft.jobs import list_jobs
 
 st.title("legalft")
@@ -17,9 +19,24 @@ steps[2].markdown("**3 · Monitor**  \nLoss, progress and cost, for both paths o
 steps[3].markdown("**4 · Chat**  \nAsk the fine-tuned model; compare with the base model.")
 st.caption("Costs: the planner compares the managed service with a GPU of your own, with dated, editable prices.")
 
-datasets = list_datasets()
-jobs = list_jobs(limit=20)
-endpoints = list_endpoints()
+health = doctor.check()
+if not health.ok:
+    with st.container(border=True):
+        st.warning(f"The job index needs attention: {health.summary()}", icon=":material/build:")
+        if st.button("Rebuild the index from the run folders", key="home_rebuild_index", type="primary"):
+            with st.spinner("Re-indexing the jobs found on disk..."):
+                repaired = doctor.repair()
+            st.success(f"Re-indexed {len(repaired.restored)} job(s)."
+                       + (f" The damaged file is kept as {repaired.damaged_copy}." if repaired.damaged_copy else ""))
+            if not repaired.ok:
+                st.error(repaired.summary())
+try:
+    datasets = list_datasets()
+    jobs = list_jobs(limit=20)
+    endpoints = list_endpoints()
+except LegalftError as exc:
+    st.error(render_error(exc))
+    st.stop()
 c1, c2, c3 = st.columns(3)
 c1.metric("Datasets registered", len(datasets))
 c2.metric("Fine-tuning jobs", len(jobs), help="Both paths")

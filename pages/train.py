@@ -20,8 +20,14 @@ from legalft.train import (
     load_recipe,
     start_training,
 )
+from legalft.train.form import CLOUD_SETTINGS, Setting, form_values
 
 st.title("Train")
+
+
+def widget_key(setting_key: str) -> str:
+    """The session-state key of a Cloud setting's widget: ``train_`` + its config key."""
+    return "train_" + setting_key.replace(".", "__")
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -108,60 +114,43 @@ if path.startswith("Cloud"):
                                index=list(recipes).index("smoke") if "smoke" in recipes else 0,
                                format_func=lambda n: f"{n}: {recipes[n].description}")
     base = load_recipe(recipe_name)
-    if st.session_state.get("train_loaded_recipe") != recipe_name or "train_model" not in st.session_state:
-        # A new recipe resets the fields to its values.
-        st.session_state.update({
-            "train_loaded_recipe": recipe_name, "train_model": base.base_model, "train_method": base.method,
-            "train_epochs": float(base.sft.get("num_train_epochs", 1)), "train_lr": float(base.sft.get("learning_rate", 1e-4)),
-            "train_r": int(base.lora.get("r", 16)), "train_alpha": int(base.lora.get("lora_alpha", 32)),
-            "train_max_length": int(base.sft.get("max_length", 1024)),
-            "train_batch": int(base.sft.get("per_device_train_batch_size", 1)),
-            "train_accum": int(base.sft.get("gradient_accumulation_steps", 1)),
-            "train_warmup": float(base.sft.get("warmup_steps", 0.0) or 0.0),
-            "train_packing": bool(base.sft.get("packing", False)),
-            "train_assistant_only": bool(base.sft.get("assistant_only_loss", False)),
-            "train_grad_ckpt": bool(base.sft.get("gradient_checkpointing", False)),
-            "train_precision": base.precision, "train_seed": int(base.sft.get("seed", 42)),
-            "train_save_steps": int(base.sft.get("save_steps", 50) or 50),
-        })
-    c1, c2 = st.columns([2, 1])
-    c1.text_input("Base model (hub id, local folder or builtin:smoke)", key="train_model")
-    c2.selectbox("Method", ["lora", "qlora", "lora-8bit", "full"], key="train_method")
-    c3, c4, c5, c6, c7 = st.columns(5)
-    c3.number_input("Epochs", 0.1, 100.0, step=1.0, key="train_epochs")
-    c4.number_input("Learning rate", 1e-7, 1.0, step=1e-5, format="%.1e", key="train_lr")
-    c5.number_input("LoRA rank", 1, 1024, key="train_r")
-    c6.number_input("LoRA alpha", 1, 4096, key="train_alpha")
-    c7.number_input("Max length", 32, 131072, step=64, key="train_max_length")
+    if st.session_state.get("train_loaded_recipe") != recipe_name or widget_key("base_model") not in st.session_state:
+        # A new recipe resets the fields to its values (the recipe's, else the project defaults).
+        st.session_state.update({widget_key(k): v for k, v in form_values(base).items()})
+        st.session_state["train_loaded_recipe"] = recipe_name
+
+    def setting_widget(setting: Setting, where) -> None:
+        key = widget_key(setting.key)
+        if setting.choices:
+            where.selectbox(setting.label, list(setting.choices), key=key, help=setting.help)
+        elif setting.kind is bool:
+            where.checkbox(setting.label, key=key, help=setting.help)
+        elif setting.kind is str:
+            where.text_input(setting.label, key=key, help=setting.help)
+        else:
+            cast = setting.kind
+            where.number_input(setting.label, cast(setting.minimum), cast(setting.maximum),
+                               step=cast(setting.step) if setting.step else None, format=setting.number_format,
+                               key=key, help=setting.help)
+
+    main_settings = [x for x in CLOUD_SETTINGS if not x.advanced]
+    for setting, column in zip(main_settings[:2], st.columns([2, 1])):
+        setting_widget(setting, column)
+    for setting, column in zip(main_settings[2:], st.columns(len(main_settings) - 2)):
+        setting_widget(setting, column)
     with st.expander("Advanced"):
-        a1, a2, a3, a4 = st.columns(4)
-        a1.number_input("Batch per device", 1, 1024, key="train_batch")
-        a2.number_input("Gradient accumulation", 1, 1024, key="train_accum")
-        a3.number_input("Warmup (below 1: share of steps)", 0.0, 10000.0, step=0.01, key="train_warmup")
-        a4.number_input("Seed", 0, 2**31 - 1, key="train_seed")
-        b1, b2, b3, b4 = st.columns(4)
-        b1.checkbox("Packing", key="train_packing")
-        b2.checkbox("Assistant-only loss", key="train_assistant_only",
-                    help="Train only on the answers; needs {% generation %} markers in the chat template.")
-        b3.checkbox("Gradient checkpointing", key="train_grad_ckpt")
-        b4.selectbox("Precision", ["auto", "bf16", "fp16", "fp32"], key="train_precision")
-        st.number_input("Save a checkpoint every N steps", 1, 100000, key="train_save_steps")
+        advanced = [x for x in CLOUD_SETTINGS if x.advanced]
+        for row in range(0, len(advanced), 4):
+            for setting, column in zip(advanced[row:row + 4], st.columns(4)):
+                setting_widget(setting, column)
         st.caption("Everything else comes from the recipe; the run folder keeps the full config.")
     s = st.session_state
-    overrides = {
-        "base_model": s["train_model"].strip(), "method": s["train_method"], "precision": s["train_precision"],
-        "sft.num_train_epochs": float(s["train_epochs"]), "sft.learning_rate": float(s["train_lr"]),
-        "sft.max_length": int(s["train_max_length"]), "sft.per_device_train_batch_size": int(s["train_batch"]),
-        "sft.gradient_accumulation_steps": int(s["train_accum"]), "sft.warmup_steps": float(s["train_warmup"]),
-        "sft.packing": bool(s["train_packing"]), "sft.assistant_only_loss": bool(s["train_assistant_only"]),
-        "sft.gradient_checkpointing": bool(s["train_grad_ckpt"]), "sft.seed": int(s["train_seed"]),
-        "sft.save_steps": int(s["train_save_steps"]),
-        "lora.r": int(s["train_r"]), "lora.lora_alpha": int(s["train_alpha"]),
-    }
+    overrides = {x.key: s[widget_key(x.key)] for x in CLOUD_SETTINGS}
+    overrides["base_model"] = str(overrides["base_model"]).strip()
     if val_path:
         overrides["validation_file"] = val_path
         overrides["sft.eval_strategy"] = "steps"
-        overrides["sft.eval_steps"] = int(s["train_save_steps"])
+        overrides["sft.eval_steps"] = int(overrides["sft.save_steps"])
     try:
         config = base.with_overrides(overrides)
     except (TrainConfigError, ValueError) as exc:
@@ -188,7 +177,7 @@ if path.startswith("Cloud"):
     st.subheader("5 · Cost before launch")
     prices = costs.effective_prices()
     rate = prices.default("gpu_hourly").value
-    epochs = float(s["train_epochs"])
+    epochs = float(overrides["sft.num_train_epochs"])
     trained_tokens = tokens * epochs
     tps = prices.default("gpu_tokens_per_second").value
     minutes = costs.GpuMinutes(training=max(1.0, costs.estimate_training_minutes(trained_tokens, tps * 0.5)))

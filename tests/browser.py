@@ -31,8 +31,9 @@ def free_port() -> int:
 class StreamlitServer:
     """`streamlit run app.py` on a free port, with its own LEGALFT_HOME; can be restarted."""
 
-    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, home: Path, env: dict[str, str] | None = None, *, as_make_run: bool = False) -> None:
         self.home = home
+        self.as_make_run = as_make_run  # only the flags `make run` passes: the rest from .streamlit/config.toml
         self.port = free_port()
         self.env = {**os.environ, "LEGALFT_HOME": str(home), **(env or {})}
         self.process: subprocess.Popen | None = None
@@ -43,9 +44,10 @@ class StreamlitServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60) -> None:
-        cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(self.port),
-               "--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-               "--server.fileWatcherType", "none"]
+        cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(self.port)]
+        if not self.as_make_run:
+            cmd += ["--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats",
+                    "false", "--server.fileWatcherType", "none"]
         self.process = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=open(self.log, "ab"),
                                         stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout

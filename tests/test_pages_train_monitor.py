@@ -66,7 +66,7 @@ def test_cloud_settings_show_memory_and_cost_and_reject_contradictions(tmp_path)
     assert metric(at, "Fits") == "yes"
     assert metric(at, "One-time GPU cost (setup, training, merge, server start)").startswith("$")
     assert any("CPU" in c.value for c in at.caption)  # no GPU here, said plainly
-    at.selectbox(key="train_method").set_value("qlora").run()
+    at.selectbox(key="train_method").set_value("qlora").run()  # the Method setting (config key "method")
     said = [e.value for e in at.error] + [w.value for w in at.warning] + [c.value for c in at.caption]
     assert any("needs a CUDA GPU" in text for text in said), said
     assert metric(at, "Fits") == "no"

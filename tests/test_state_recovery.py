@@ -213,3 +213,18 @@ def test_two_resumes_at_once_start_one_trainer(tmp_path):
         assert len(attempts) == 2  # the first run and one resume, not two
     finally:
         cancel_job(job.id, grace_seconds=2)
+
+
+def test_home_shows_a_damaged_index_and_rebuilds_it(legalft_home):
+    from streamlit.testing.v1 import AppTest
+
+    _fake_run(legalft_home, "run-home", "succeeded")
+    db.db_path().write_bytes(b"garbage" * 200)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert any("needs attention" in w.value for w in at.warning)
+    at.button(key="home_rebuild_index").click().run()
+    assert not at.exception
+    assert any("Re-indexed 1 job(s)" in s.value for s in at.success)
+    assert [j.id for j in jobs.list_jobs()] == ["run-home"]
