@@ -1,5 +1,5 @@
 # Two commands do all the set-up: `make run` and `make test`.
-.PHONY: run test bench serve-gpu clean
+.PHONY: run test test-random bench serve-gpu clean
 
 PORT ?= 8501
 PYTEST_ARGS ?=
@@ -9,6 +9,12 @@ run:
 	.venv/bin/streamlit run app.py --server.port $(PORT)
 
 test:
+	@scripts/setup_env.sh dev
+	.venv/bin/ruff check .
+	HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -p no:randomly $(PYTEST_ARGS)
+
+# The same suite in a random order (pytest-randomly prints the seed; PYTEST_ARGS=--randomly-seed=N repeats it).
+test-random:
 	@scripts/setup_env.sh dev
 	HF_HUB_OFFLINE=1 .venv/bin/python -m pytest $(PYTEST_ARGS)
 

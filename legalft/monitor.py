@@ -83,9 +83,10 @@ def refresh(job_id: str) -> tuple[Job, str | None]:
     from legalft import managed as tf
 
     try:
-        return tf.sync_job(job_id), None
+        # Every open tab refreshes every 2 s; the service is asked once per job per interval.
+        return tf.sync_job(job_id, max_age=tf.MANAGED_POLL_SECONDS), None
     except (ServiceError, ValueError) as exc:
-        return job, f"Showing the last recorded state: {exc}"
+        return require_job(job_id), f"Showing the last recorded state: {exc}"
 
 
 def view(job_id: str, log_lines: int = 40) -> JobView:

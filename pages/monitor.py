@@ -10,9 +10,9 @@ from plotly.subplots import make_subplots
 from legalft import managed as tf
 from legalft import monitor
 from legalft.endpoints import list_endpoints
-from legalft.errors import ServiceError
+from legalft.errors import LegalftError, ServiceError, render_error
 from legalft.jobs import list_checkpoints, list_jobs
-from legalft.train import JobStateError, merge_run, reconcile_jobs, resume_job
+from legalft.train import merge_run, reconcile_jobs, resume_job
 
 REFRESH_SECONDS = 2.0
 
@@ -131,14 +131,22 @@ def _render(job_id: str) -> bool:
 
     buttons = st.columns(5)
     if not job.is_terminal and buttons[0].button("Cancel", key=f"monitor_cancel_{job.id}"):
-        monitor.cancel(job.id)
+        try:
+            monitor.cancel(job.id)
+            st.rerun()
+        except LegalftError as exc:
+            st.error(render_error(exc))
+    if (not job.is_terminal and job.progress.get("remote_missing")
+            and buttons[1].button("Close this job", key=f"monitor_close_{job.id}",
+                                  help="The service no longer knows this job: mark it failed here, with that reason")):
+        tf.close_job(job.id)
         st.rerun()
     if monitor.can_resume(job) and buttons[1].button("Resume", key=f"monitor_resume_{job.id}", type="primary"):
         try:
             resume_job(job.id)
-        except JobStateError as exc:
-            st.error(str(exc))
-        st.rerun()
+            st.rerun()
+        except LegalftError as exc:
+            st.error(render_error(exc))
     if job.status == "succeeded":
         if job.path == "local":
             merged = job.output.get("merged")

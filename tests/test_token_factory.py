@@ -6,7 +6,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -14,12 +13,13 @@ import pytest
 from token_factory_server import DEFAULT_KEY, start_server
 
 from legalft import managed as tf
-from legalft.managed import preflight as preflight_module
-from legalft.managed.preflight import check_service_rules
 from legalft.costs import training_price_per_million
 from legalft.endpoints import list_endpoints
 from legalft.errors import ServiceError
 from legalft.jobs import get_job, list_checkpoints, list_events, list_jobs
+from legalft.managed import preflight as preflight_module
+from legalft.managed.preflight import check_service_rules
+from legalft.polling import poll_until
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_QA = ROOT / "data" / "legislation_qa_clean.jsonl"
@@ -286,8 +286,8 @@ def test_standin_fails_a_conversation_that_does_not_end_with_the_assistant(stand
     client = small_client(standin)
     file_id = client.upload_file(data)["id"]  # bypassing pre-flight on purpose
     remote = client.create_job(model=MODEL, training_file=file_id, hyperparameters={"n_epochs": 1})
-    time.sleep(0.15)
-    remote = client.retrieve_job(remote["id"])
+    remote = poll_until(lambda: client.retrieve_job(remote["id"]), lambda r: r["status"] == "failed",
+                        interval=0.05, timeout=10)
     assert remote["status"] == "failed"
     assert remote["error"]["code"] == "invalid_training_file"
     assert "line 2: the conversation must end with an assistant message" in remote["error"]["message"]

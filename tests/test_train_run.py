@@ -147,6 +147,7 @@ def test_merge_matches_the_adapter_and_a_second_merge_is_a_no_op(finished_run, m
 
 def test_merge_reads_the_base_model_from_the_run(finished_run, monkeypatch, tmp_path):
     monkeypatch.setenv("LEGALFT_HOME", str(finished_run["home"]))
+    merge_run(finished_run["job_id"])  # a no-op when another test merged it first
     run_dir = Path(get_job(finished_run["job_id"]).run_dir)
     config = TrainConfig.load(run_dir / "config.yaml")
     assert Path(config.base_model).is_dir()

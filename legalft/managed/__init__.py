@@ -44,12 +44,12 @@ from legalft.managed.deploy import (
     poll_deployment,
     smoke_test,
 )
-from legalft.managed.jobs import cancel_job, close_job, launch_job, sync_job, wait_for_job
+from legalft.managed.jobs import MANAGED_POLL_SECONDS, cancel_job, close_job, launch_job, sync_job, wait_for_job
 from legalft.managed.preflight import MAX_FILE_BYTES, PreflightError, PreflightReport, preflight_dataset
 
 __all__ = [
     "BaseModelInfo", "ChatAnswer", "DEFAULT_BASE_URL", "HYPERPARAMETER_NAMES", "KEY_ENV", "LaunchConfig",
-    "MAX_FILE_BYTES", "MAX_SUFFIX_CHARS", "ModelCatalogue", "PATH", "PreflightError", "PreflightReport",
+    "MANAGED_POLL_SECONDS", "MAX_FILE_BYTES", "MAX_SUFFIX_CHARS", "ModelCatalogue", "PATH", "PreflightError", "PreflightReport",
     "ProgressCallback", "SMOKE_TEST_QUESTION", "TokenFactoryClient", "URL_ENV", "cancel_job", "catalogue_path",
     "chat", "client_for", "close_job", "configured_base_url", "delete_model", "deploy_checkpoint",
     "deployment_base_model", "describe_connection", "launch_job", "list_models", "load_model_catalogue",

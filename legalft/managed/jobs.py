@@ -21,6 +21,9 @@ from legalft.polling import poll_until
 
 log = logging.getLogger(__name__)
 
+#: The Monitor page asks for news this often at most, however many tabs show the job.
+MANAGED_POLL_SECONDS = 10.0
+
 
 def launch_job(
     dataset: str | Path | PreflightReport,
