@@ -77,7 +77,8 @@ def refresh(job_id: str) -> tuple[Job, str | None]:
     if job.path == "local":
         from legalft.train import refresh_job
 
-        return refresh_job(job_id), None
+        job = refresh_job(job_id)
+        return job, remote_warning(job)
     if job.is_terminal and job.progress.get("synced_at") and job.finished_at:
         return job, None  # nothing changes after the end; no need to call the service
     from legalft import managed as tf
@@ -87,6 +88,20 @@ def refresh(job_id: str) -> tuple[Job, str | None]:
         return tf.sync_job(job_id, max_age=tf.MANAGED_POLL_SECONDS), None
     except (ServiceError, ValueError) as exc:
         return require_job(job_id), f"Showing the last recorded state: {exc}"
+
+
+def remote_warning(job: Job) -> str | None:
+    """For a run on a remote GPU whose host does not answer: the last copy is shown, and why."""
+    if not job.remote.get("target") or not job.run_dir:
+        return None
+    from legalft.targets.follow import read_sync
+
+    sync = read_sync(job.run_dir)
+    if sync.get("reachable", True) or job.is_terminal:
+        return None
+    return (f"Cannot reach the GPU host since {sync.get('unreachable_since') or 'a moment ago'} "
+            f"({sync.get('error') or 'no answer'}). Showing the last copy: the run goes on there, and this page "
+            "catches up as soon as the host answers.")
 
 
 def view(job_id: str, log_lines: int = 40) -> JobView:

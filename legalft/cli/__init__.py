@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "legalft.cli.train",
     "legalft.cli.tf",
     "legalft.cli.serve",
+    "legalft.cli.targets",
     "legalft.cli.doctor",
 )
 

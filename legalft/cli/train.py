@@ -30,6 +30,7 @@ def register(subparsers) -> None:
                        help="print the memory estimate for this machine and exit without training")
     train.add_argument("--no-check", action="store_true", help="skip the preflight checks (not recommended)")
     train.add_argument("--list-recipes", action="store_true", help="list the bundled recipes and exit")
+    add_target_arguments(train)
     train.set_defaults(handler=cmd_train)
 
     jobs = subparsers.add_parser("jobs", help="list, show, follow, cancel and resume jobs (both paths)")
@@ -173,17 +174,57 @@ def cmd_train(args) -> int:
             print(f"suggestion: {estimate.suggestion}")
         return 0 if estimate.fits else 1
 
+    target = target_from_args(args)
     try:
         job = start_training(config, args.dataset, validation_path=args.validation, name=args.name,
-                             check=not args.no_check)
+                             check=not args.no_check, target=target)
     except TrainConfigError as exc:
         raise _config_problems(exc) from exc
-    print(f"started {job.id}  ({config.base_model}, {config.method})")
+    where = f" on {target.describe()}" if target.is_remote else ""
+    print(f"started {job.id}  ({config.base_model}, {config.method}){where}")
     print(f"run directory: {job.run_dir}")
     print(f"follow it: legalft jobs show {job.id}   logs: legalft jobs logs {job.id} -f")
     if args.wait:
         return _follow(job.id)
     return 0
+
+
+def add_target_arguments(parser, with_target: bool = True) -> None:
+    """Where to train: shared by `legalft train` and `legalft targets check`."""
+    group = parser.add_argument_group("where to train")
+    if with_target:
+        group.add_argument("--target", default="local",
+                           help="local (default), ssh:HOST (an ssh_config alias or user@host[:port]) or "
+                                "skypilot:INFRA (e.g. skypilot:nebius/eu-north1)")
+    group.add_argument("--remote-root", help="ssh: the folder on the host (default ~/legalft)")
+    group.add_argument("--remote-python", help="ssh: a python on the host that already has the pinned set "
+                                               "(default: legalft builds REMOTE_ROOT/venv once)")
+    group.add_argument("--accelerators", help="skypilot: GPU type and count, e.g. H100:1 or H200:8")
+    group.add_argument("--spot", action="store_true", help="skypilot: a spot instance (cheaper, may be preempted)")
+    group.add_argument("--idle-minutes", type=int, help="skypilot: autostop after this many idle minutes")
+    group.add_argument("--after", choices=("release", "merge", "serve"), default="release",
+                       help="once training ends: release the GPU (default), merge on it first, or serve there")
+    group.add_argument("--hourly-rate", type=float, help="what the GPU costs per hour, for the run's cost")
+
+
+def target_from_args(args):
+    from legalft.targets import parse_target
+
+    options = {"remote_root": args.remote_root, "remote_python": args.remote_python,
+               "accelerators": args.accelerators, "idle_minutes": args.idle_minutes, "after": args.after,
+               "hourly_rate": args.hourly_rate}
+    if args.spot:
+        options["use_spot"] = True
+    kind = (args.target or "local").split(":", 1)[0]
+    allowed = {"ssh": ("remote_root", "remote_python", "after", "hourly_rate"),
+               "skypilot": ("accelerators", "idle_minutes", "after", "use_spot", "hourly_rate"),
+               "local": ("after",)}.get(kind, ())
+    given = {k for k, v in options.items() if v is not None and k != "after"}
+    stray = sorted(given - set(allowed))
+    if stray:
+        flags = ", ".join("--" + k.replace("_", "-").replace("use-", "") for k in stray)
+        raise UsageError(f"{flags} do(es) not apply to the {kind} target")
+    return parse_target(args.target, **{k: v for k, v in options.items() if k in allowed})
 
 
 def cmd_jobs_list(args) -> int:

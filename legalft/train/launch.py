@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 
@@ -28,6 +28,7 @@ from legalft.train.rundir import (
     ADAPTER_DIR,
     CANCEL_FILE,
     CONFIG_FILE,
+    DATA_DIR,
     LAUNCH_LOCK_FILE,
     LOG_FILE,
     MERGE_FILE,
@@ -35,6 +36,7 @@ from legalft.train.rundir import (
     METRICS_FILE,
     RUN_FILE,
     STATUS_FILE,
+    TARGET_FILE,
     find_checkpoints,
     heartbeat_age,
     read_json,
@@ -43,6 +45,9 @@ from legalft.train.rundir import (
     read_status,
     write_json_atomic,
 )
+
+if TYPE_CHECKING:
+    from legalft.targets import Target
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +153,8 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _spawn(job_id: str, run_dir: Path, config: TrainConfig, resumed_from: int | None) -> dict[str, Any]:
+def _spawn(job_id: str, run_dir: Path, config: TrainConfig, resumed_from: int | None,
+           env: dict[str, str] | None = None) -> dict[str, Any]:
     """Start the training process in its own session; record the attempt in ``run.json``."""
     command = launch_command(config, run_dir)
     if config.distributed.num_processes * config.distributed.num_machines > 1:
@@ -164,7 +170,7 @@ def _spawn(job_id: str, run_dir: Path, config: TrainConfig, resumed_from: int | 
         "heartbeat": time.time(), "error": None, "finished_at": None,
     })
     try:
-        process = procs.spawn_detached(command, log_path=run_dir / LOG_FILE, cwd=run_dir, env=_child_env(),
+        process = procs.spawn_detached(command, log_path=run_dir / LOG_FILE, cwd=run_dir, env={**_child_env(), **(env or {})},
                                        banner=f"\n===== {utc_now()} attempt {number}: {' '.join(command)}\n")
     except OSError as exc:
         write_json_atomic(run_dir / STATUS_FILE, {
@@ -189,11 +195,15 @@ def start_training(
     dataset_id: int | None = None,
     estimated_cost: float | None = None,
     check: bool = True,
+    target: "Target | None" = None,
 ) -> Job:
     """Start a detached training job and return it (status ``queued``, then ``running``).
 
-    ``dataset_path`` (and ``validation_path``) override the config's files. With ``check`` the
-    preflight runs first and a ``TrainConfigError`` lists every problem before anything starts.
+    ``dataset_path`` (and ``validation_path``) override the config's files; both are copied into
+    the run folder. With ``check`` the preflight runs first and a ``TrainConfigError`` lists every
+    problem before anything starts. ``target`` (``legalft.targets``) trains elsewhere: a GPU VM
+    over SSH or a SkyPilot cluster; a detached follower launches it there and mirrors the run
+    folder back, so everything else reads the same run folder as for a local run.
     """
     overrides: dict[str, Any] = {}
     if dataset_path:
@@ -208,7 +218,13 @@ def start_training(
     if check:
         from legalft.train.preflight import preflight
 
-        report = preflight(config)
+        hardware = None
+        if target is not None and target.is_remote:
+            where = target.check()  # before anything is copied or billed
+            if where.problems:
+                raise TrainConfigError(where.problems)
+            hardware = target.hardware(where)
+        report = preflight(config, hardware)
         if report.problems:
             raise TrainConfigError(report.problems)
         for warning in report.warnings:
@@ -217,16 +233,44 @@ def start_training(
     job_id = new_job_id("local")
     run_dir = runs_dir() / job_id
     run_dir.mkdir(parents=True)
+    source_file = config.train_file
+    config = relocate_data(config, run_dir)
     config.save(run_dir / CONFIG_FILE)
+    remote: dict[str, Any] = {}
+    if target is not None and target.kind != "local":
+        remote = {"target": target.to_dict()}
+        write_json_atomic(run_dir / TARGET_FILE, target.to_dict())
     create_job(
         "local", job_id=job_id, status="queued", name=config.name, base_model=config.base_model,
-        dataset_id=dataset_id, dataset_path=config.train_file, config=config.to_dict(), run_dir=str(run_dir),
-        estimated_cost=estimated_cost,
+        dataset_id=dataset_id, dataset_path=source_file, config=config.to_dict(), run_dir=str(run_dir),
+        estimated_cost=estimated_cost, remote=remote,
         output={"run_dir": str(run_dir), "log": str(run_dir / LOG_FILE), "metrics": str(run_dir / METRICS_FILE)},
     )
+    if remote:
+        from legalft.targets.follow import start_follower
+
+        start_follower(job_id, run_dir, action="launch")
+        logger.info("job %s: launching on %s", job_id, target.describe())
+        return refresh_job(job_id)
     attempt = _spawn(job_id, run_dir, config, resumed_from=None)
     logger.info("started job %s (pid %s) in %s", job_id, attempt["pid"], run_dir)
     return refresh_job(job_id)
+
+
+def relocate_data(config: TrainConfig, run_dir: Path) -> TrainConfig:
+    """Copy the training and validation files into ``RUN_DIR/data`` and name them relative to the run,
+    so the folder trains unchanged wherever it is copied (``python -m legalft.train RUN_DIR``)."""
+    import shutil
+
+    data = run_dir / DATA_DIR
+    data.mkdir(exist_ok=True)
+    overrides: dict[str, Any] = {}
+    for field_name, file_name in (("train_file", "train.jsonl"), ("validation_file", "validation.jsonl")):
+        source = getattr(config, field_name)
+        if source and Path(source).is_absolute() and Path(source).is_file():
+            shutil.copyfile(source, data / file_name)
+            overrides[field_name] = f"{DATA_DIR}/{file_name}"
+    return config.with_overrides(overrides) if overrides else config
 
 
 def _last_attempt(run_dir: Path) -> dict[str, Any] | None:
@@ -251,13 +295,35 @@ def cancel_job(job_id: str, grace_seconds: float = CANCEL_GRACE_SECONDS) -> Job:
     if job.is_terminal:
         return job
     run_dir = Path(job.run_dir)
+    if job.remote.get("target"):
+        from legalft.targets.follow import cancel_remote
+
+        cancel_remote(job.id, run_dir, grace_seconds=grace_seconds)
+        return refresh_job(job_id)
+    stop_run_dir(run_dir, grace_seconds)
+    return refresh_job(job_id)
+
+
+def stop_run_dir(run_dir: Path, grace_seconds: float = CANCEL_GRACE_SECONDS) -> dict[str, Any]:
+    """Cancel the run in ``run_dir`` (only the folder: runs on whichever host holds the process)."""
     (run_dir / CANCEL_FILE).write_text(utc_now() + "\n", encoding="utf-8")
     procs.stop(_last_attempt(run_dir), grace_seconds=grace_seconds)
     status = read_status(run_dir)
     if status.get("state") != "succeeded":
         status.update(state="cancelled", phase="done", error=None, finished_at=status.get("finished_at") or utc_now())
         write_json_atomic(run_dir / STATUS_FILE, status)
-    return refresh_job(job_id)
+    return status
+
+
+def start_run_dir(job_id: str, run_dir: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Start (or continue from its last checkpoint) the run in ``run_dir``; returns the attempt.
+
+    Only the folder: this is what ``legalft.targets.probe`` calls on a GPU host.
+    """
+    config = TrainConfig.load(run_dir / CONFIG_FILE)
+    (run_dir / CANCEL_FILE).unlink(missing_ok=True)
+    checkpoints = find_checkpoints(run_dir)
+    return _spawn(job_id, run_dir, config, resumed_from=checkpoints[-1][0] if checkpoints else None, env=env)
 
 
 def resume_job(job_id: str) -> Job:
@@ -289,13 +355,19 @@ def _resume_locked(job_id: str, run_dir: Path) -> Job:
         raise JobStateError(f"job {job_id} is {job.status}: cancel it first, or wait for it to end")
     if job.status == "succeeded":
         raise JobStateError(f"job {job_id} already succeeded: start a new job to train further")
-    config = TrainConfig.load(run_dir / CONFIG_FILE)
-    (run_dir / CANCEL_FILE).unlink(missing_ok=True)
-    checkpoints = find_checkpoints(run_dir)
-    resumed_from = checkpoints[-1][0] if checkpoints else None
-    _spawn(job_id, run_dir, config, resumed_from=resumed_from)
+    if job.remote.get("target"):
+        from legalft.targets.follow import start_follower
+
+        (run_dir / CANCEL_FILE).unlink(missing_ok=True)
+        status = read_status(run_dir)
+        status.update(state="queued", phase="resuming", error=None, finished_at=None)
+        write_json_atomic(run_dir / STATUS_FILE, status)
+        update_job(job_id, status="queued", error=None, finished_at=None)
+        start_follower(job_id, run_dir, action="resume")
+        return refresh_job(job_id)
+    attempt = start_run_dir(job_id, run_dir)
     update_job(job_id, status="queued", error=None, finished_at=None)
-    logger.info("resumed job %s from step %s", job_id, resumed_from)
+    logger.info("resumed job %s from step %s", job_id, attempt["resumed_from_step"])
     return refresh_job(job_id)
 
 
@@ -310,11 +382,40 @@ def _dead_run_error(run_dir: Path, attempt: dict[str, Any] | None, age: float | 
             f" Last log lines:\n{tail}")
 
 
+def settle_run_dir(run_dir: Path) -> dict[str, Any]:
+    """The run's status, after marking a run whose process is gone without a final status.
+
+    Reads and writes only the run folder, so it runs wherever the process runs: here for a local
+    run, on the GPU host (``legalft.targets.probe``) for a remote one.
+    """
+    status = read_status(run_dir)
+    if status.get("state") not in _ACTIVE:
+        return status
+    attempt = _last_attempt(run_dir)
+    alive = process_alive(attempt)
+    age = heartbeat_age(status)
+    if alive is False or (alive is None and age is not None and age > STALE_HEARTBEAT_SECONDS):
+        # Re-read: the process may have written its final status just before exiting.
+        status = read_status(run_dir)
+        if status.get("state") in _ACTIVE:
+            if (run_dir / CANCEL_FILE).exists():
+                status.update(state="cancelled", error=None)
+            else:
+                status.update(state="failed", error=_dead_run_error(run_dir, attempt, age))
+            status.update(phase="done", finished_at=utc_now())
+            write_json_atomic(run_dir / STATUS_FILE, status)
+            logger.warning("%s: process gone without a final status; marked %s", run_dir.name, status["state"])
+    return status
+
+
 def refresh_job(job_id: str) -> Job:
     """Bring a job's database row up to date with its run directory, and return it.
 
     A run whose process is gone without a final status is marked failed (or cancelled when a
-    cancel was requested) in ``status.json`` first, with the tail of its log as the error.
+    cancel was requested) in ``status.json`` first, with the tail of its log as the error. A
+    remote run's folder is a mirror kept by its follower: it is read as it is (the follower, and
+    the probe on the GPU host, decide whether the remote process lives), and a follower that
+    died with the app is started again.
     """
     job = require_job(job_id)
     if job.path != "local" or not job.run_dir:
@@ -325,24 +426,14 @@ def refresh_job(job_id: str) -> Job:
             return job
         return update_job(job.id, status="failed", error=f"the run directory {run_dir} is gone: the job cannot"
                           " be followed or resumed; start a new one")
-    status = read_status(run_dir)
-    state = status.get("state")
-    if state in _ACTIVE:
-        attempt = _last_attempt(run_dir)
-        alive = process_alive(attempt)
-        age = heartbeat_age(status)
-        if alive is False or (alive is None and age is not None and age > STALE_HEARTBEAT_SECONDS):
-            # Re-read: the process may have written its final status just before exiting.
-            status = read_status(run_dir)
-            if status.get("state") in _ACTIVE:
-                if (run_dir / CANCEL_FILE).exists():
-                    status.update(state="cancelled", error=None)
-                else:
-                    status.update(state="failed", error=_dead_run_error(run_dir, attempt, age))
-                status.update(phase="done", finished_at=utc_now())
-                write_json_atomic(run_dir / STATUS_FILE, status)
-                logger.warning("job %s: process gone without a final status; marked %s", job_id, status["state"])
-    return _sync(job, run_dir, status)
+    if job.remote.get("target"):
+        from legalft.targets.follow import ensure_follower
+
+        status = read_status(run_dir)
+        if status.get("state") in _ACTIVE:
+            ensure_follower(job.id, run_dir)
+        return _sync(job, run_dir, status)
+    return _sync(job, run_dir, settle_run_dir(run_dir))
 
 
 def _sync(job: Job, run_dir: Path, status: dict[str, Any]) -> Job:

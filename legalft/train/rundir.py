@@ -41,8 +41,22 @@ CANCEL_FILE = "cancel.requested"
 #: while it checks a job's state and starts an attempt.
 TRAIN_LOCK_FILE = "train.lock"
 LAUNCH_LOCK_FILE = "launch.lock"
+#: The training and validation files, copied in: the folder trains unchanged wherever it is copied.
+DATA_DIR = "data"
+#: Where a remote run trains (``legalft.targets``); absent for a local run.
+TARGET_FILE = "target.json"
+#: The follower's view of the remote host: reachable, last contact, phases and their minutes.
+SYNC_FILE = "sync.json"
 
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+def in_run(run_dir: str | Path, value: str | None) -> str | None:
+    """A path from a run's config, resolved: relative ones (``data/train.jsonl``) against the run folder."""
+    if not value:
+        return value
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else Path(run_dir) / path)
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ from legalft.train.rundir import (
     CHECKPOINTS_DIR,
     CONFIG_FILE,
     TRAIN_LOCK_FILE,
+    in_run,
     last_checkpoint,
     read_metrics,
     truncate_metrics,
@@ -120,8 +121,9 @@ def train(run_dir: Path, status: StatusWriter) -> dict[str, Any]:
 
     if not config.train_file:
         raise DatasetError("there is no training file: pick one on the Dataset page, or pass --dataset FILE")
-    train_dataset = datasets.Dataset.from_list(load_records(config.train_file))
-    eval_dataset = datasets.Dataset.from_list(load_records(config.validation_file)) if config.validation_file else None
+    train_dataset = datasets.Dataset.from_list(load_records(in_run(run_dir, config.train_file)))
+    eval_dataset = (datasets.Dataset.from_list(load_records(in_run(run_dir, config.validation_file)))
+                    if config.validation_file else None)
 
     model_path = resolve_base_model(config.base_model)
     tokenizer = load_tokenizer(config, model_path)

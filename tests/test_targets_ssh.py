@@ -1,0 +1,173 @@
+"""The Cloud path on a remote GPU host over SSH, for real: a real OpenSSH server on 127.0.0.1 (this
+machine plays the GPU VM), the system ssh and rsync clients, real training of the smoke model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from legalft import monitor
+from legalft.jobs import get_job
+from legalft.polling import poll_until
+from legalft.targets import parse_target
+from legalft.targets.follow import read_sync, run_cost
+from legalft.train import cancel_job, load_recipe, read_metrics, refresh_job, resume_job, start_training
+from legalft.train.smoke import build_smoke_model
+from tests.conftest import REFERENCE_QA, ROOT
+from tests.sshd import ALIAS, Sshd, sshd_path
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sshd_path(), reason="needs openssh-server (make test "
+                                                   "installs it with apt when root)")]
+
+SECRET = "hf_test_secret_value_9f8e7d6c5b4a"
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    server = Sshd(tmp_path_factory.mktemp("sshd"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def smoke_dir(tmp_path_factory) -> Path:
+    return build_smoke_model(tmp_path_factory.mktemp("smoke") / "model")
+
+
+@pytest.fixture(scope="module")
+def train_file(tmp_path_factory) -> Path:
+    """Records 2-33 of the reference set (record 1 is the known malformed one)."""
+    lines = REFERENCE_QA.read_text(encoding="utf-8").splitlines()[1:33]
+    path = tmp_path_factory.mktemp("data") / "records.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def remote(sshd, tmp_path, monkeypatch):
+    """The SSH target on the test sshd, with its own remote root, driven through LEGALFT_SSH_CONFIG."""
+    for name, value in sshd.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    root = tmp_path / "gpu-host"
+    return parse_target(f"ssh:{ALIAS}", remote_root=str(root), remote_python=sys.executable), root
+
+
+def _config(smoke_dir: Path, steps: int):
+    return load_recipe("smoke").with_overrides({
+        "base_model": str(smoke_dir), "sft.max_steps": steps, "sft.per_device_train_batch_size": 1,
+        "sft.max_length": 64, "sft.save_steps": 5, "sft.learning_rate": 1e-3, "sft.seed": 7,
+    })
+
+
+def _wait(job_id: str, done, timeout: float = 300):
+    """Refresh until ``done`` (or the job ended: a failure shows at once, with its reason)."""
+    job = poll_until(lambda: refresh_job(job_id), lambda j: done(j) or j.is_terminal, interval=0.5, timeout=timeout)
+    assert done(job), (job.status, job.error)
+    return job
+
+
+def _losses(run_dir) -> list[tuple[int, float]]:
+    return [(r["step"], round(r["loss"], 6)) for r in read_metrics(run_dir) if r.get("kind") == "train"]
+
+
+def _remote_pid(root: Path, job_id: str) -> int:
+    return json.loads((root / "runs" / job_id / "run.json").read_text())["attempts"][-1]["pid"]
+
+
+def test_check_reports_the_host_and_a_missing_one(remote, monkeypatch):
+    target, _ = remote
+    check = target.check()
+    assert check.ok, check.problems
+    assert check.facts["python"] and "torch" in check.facts
+    assert any("keeps billing" in w for w in check.warnings)  # the owner's VM is never stopped by us
+    result = subprocess.run([sys.executable, "-m", "legalft", "targets", "check", f"ssh:{ALIAS}",
+                             "--remote-root", str(remote[1]), "--remote-python", sys.executable],
+                            capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    missing = parse_target("ssh:nobody@127.0.0.1:1", remote_root="/tmp/x").check()
+    assert not missing.ok and "cannot reach" in missing.problems[0]
+
+
+def test_a_run_over_ssh_survives_the_host_vanishing_and_matches_a_local_run(remote, sshd, smoke_dir, train_file, legalft_home):
+    target, root = remote
+    job = start_training(_config(smoke_dir, 40), train_file, target=target, check=False)
+    run_dir = Path(job.run_dir)
+    assert job.status == "queued" and job.remote["target"]["host"] == ALIAS
+
+    # Training runs there; the mirror follows here.
+    _wait(job.id, lambda j: (j.progress.get("step") or 0) >= 3, timeout=240)
+    sshd.stop()  # the host vanishes mid-run
+    poll_until(lambda: read_sync(run_dir), lambda s: s.get("reachable") is False, interval=0.5, timeout=60)
+    view = monitor.view(job.id)
+    assert view.job.status in ("queued", "running"), view.job.error  # not failed: the last copy, with a warning
+    assert view.sync_warning and "Cannot reach the GPU host" in view.sync_warning
+    sshd.start()  # the host is back: the follower catches up by itself
+    done = _wait(job.id, lambda j: j.is_terminal, timeout=300)
+    assert done.status == "succeeded", done.error
+    assert read_sync(run_dir)["reachable"] is True
+    assert (run_dir / "adapter" / "adapter_config.json").is_file()  # the adapter came back
+    assert done.output.get("adapter") == str(run_dir / "adapter")
+    remote_rows = _losses(run_dir)
+    assert [s for s, _ in remote_rows] == list(range(1, 41))
+
+    # The same config trained here gives the same losses, step by step.
+    local = start_training(_config(smoke_dir, 40), train_file, check=False)
+    local_done = _wait(local.id, lambda j: j.is_terminal, timeout=300)
+    assert local_done.status == "succeeded", local_done.error
+    assert _losses(local_done.run_dir) == remote_rows
+
+    cost = run_cost(run_dir)
+    assert cost["minutes"]["train"] > 0 and cost["basis"] == "no rate known for this host"
+    assert "keeps billing" in read_sync(run_dir)["after"]
+
+    # The secret went to the trainer's environment only: no file on either side holds it.
+    for folder in (legalft_home, root):
+        for path in folder.rglob("*"):
+            if path.is_file() and path.stat().st_size < 50_000_000:
+                assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_kill_9_there_is_a_failed_run_here_and_resume_continues(remote, smoke_dir, train_file):
+    target, root = remote
+    job = start_training(_config(smoke_dir, 30), train_file, target=target, check=False)
+    run_dir = Path(job.run_dir)
+    _wait(job.id, lambda j: (j.progress.get("last_checkpoint_step") or 0) >= 5, timeout=240)
+    os.killpg(_remote_pid(root, job.id), signal.SIGKILL)
+    failed = _wait(job.id, lambda j: j.is_terminal, timeout=120)
+    assert failed.status == "failed" and "ended without a final status" in failed.error
+
+    resumed = resume_job(job.id)
+    assert resumed.status == "queued"
+    done = _wait(job.id, lambda j: j.is_terminal, timeout=300)
+    assert done.status == "succeeded", done.error
+    assert [r["step"] for r in read_metrics(run_dir) if r["kind"] == "train"] == list(range(1, 31))
+    attempts = json.loads((root / "runs" / job.id / "run.json").read_text())["attempts"]
+    assert len(attempts) == 2 and attempts[1]["resumed_from_step"] >= 5
+
+
+def test_cancel_stops_the_remote_trainer(remote, smoke_dir, train_file):
+    target, root = remote
+    job = start_training(_config(smoke_dir, 400), train_file, target=target, check=False)
+    _wait(job.id, lambda j: (j.progress.get("step") or 0) >= 2, timeout=240)
+    pid = _remote_pid(root, job.id)
+    cancelled = cancel_job(job.id)
+    assert cancelled.status == "cancelled"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the remote trainer still runs after cancel")
+    assert get_job(job.id).status == "cancelled"
