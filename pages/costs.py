@@ -20,7 +20,7 @@ COLOURS = {"managed": "#1f77b4", "24_7": "#d62728", "business_hours": "#ff7f0e",
 
 
 def money(amount: float) -> str:
-    return f"${costs.round_money(amount):,.2f}"
+    return costs.format_money(amount)
 
 
 def number(value: float) -> str:
@@ -65,12 +65,9 @@ def clear_override() -> None:
 
 
 @st.cache_data(show_spinner="Counting tokens…")
-def dataset_tokens(path: str, modified: float) -> tuple[int, bool]:
-    """Token count of a dataset (cached per file version)."""
-    from legalft.data.stats import compute_stats
-
-    stats = compute_stats(path)
-    return stats.total_tokens, stats.tokens_are_approximate
+def trained_tokens(path: str, modified: float, model: str, epochs: float, packing: bool) -> costs.TrainedTokens:
+    """The one trained-token estimate (legalft.costs), cached per file version and setting."""
+    return costs.estimate_trained_tokens(path, model=model, epochs=epochs, packing=packing)
 
 
 def dataset_choices() -> dict[str, tuple[str, str]]:
@@ -347,7 +344,7 @@ choices = dataset_choices()
 active = st.session_state.get("active_dataset_id")
 if "costs_dataset" not in st.session_state or st.session_state["costs_dataset"] not in choices:
     st.session_state["costs_dataset"] = f"id:{active}" if f"id:{active}" in choices else next(iter(choices))
-f1, f2, f3 = st.columns([2, 1, 2])
+f1, f2, f3, f4 = st.columns([2, 1, 2, 1])
 f1.selectbox(
     "Dataset",
     list(choices),
@@ -356,7 +353,8 @@ f1.selectbox(
     help="Defaults to the dataset chosen on the Dataset page.",
 )
 epochs = f2.number_input("Epochs", min_value=1, max_value=50, value=3, step=1, key="costs_epochs")
-base_model = f3.selectbox("Base model (sets the price tier)", list(managed_models), key="costs_base_model")
+base_model = f3.selectbox("Base model (chat template and price tier)", list(managed_models), key="costs_base_model")
+packing = f4.checkbox("Packing", value=True, key="costs_packing", help="The service's default")
 dataset_path = choices[st.session_state["costs_dataset"]][1]
 training_price = costs.training_price_per_million(base_model, prices)
 if training_price is None:
@@ -365,11 +363,9 @@ if training_price is None:
         "Price per 1M training tokens (USD)", min_value=0.0, value=1.0, step=0.1, key="costs_training_price"
     )
 
-tokens = None
+trained = None
 try:
-    tokens, approximate = dataset_tokens(dataset_path, Path(dataset_path).stat().st_mtime)
-except ImportError:
-    st.warning("Token counting is not available yet (legalft.data.stats is missing).")
+    trained = trained_tokens(dataset_path, Path(dataset_path).stat().st_mtime, base_model, float(epochs), packing)
 except (OSError, ValueError, RuntimeError) as exc:
     st.error(f"Cannot count the tokens of {dataset_path}: {exc}")
 
@@ -377,35 +373,33 @@ st.markdown("**Billed GPU minutes on your own GPU** (reference run: 25 + 10 + 8 
 t1, t2, t3, t4, t5 = st.columns(5)
 setup = t1.number_input("Setup", min_value=0.0, value=25.0, step=1.0, key="costs_setup_minutes")
 train_tps = t5.number_input(
-    "Measured training tokens/s (0 = use minutes)", min_value=0.0, value=0.0, step=100.0, key="costs_train_tps"
+    "Measured training tokens/s (0 = use minutes)", min_value=0.0, value=0.0, step=100.0, key="costs_train_tps",
+    help="Tokens a trainer processes per second (template + text, not the service's count)",
 )
-if train_tps > 0 and tokens is not None:
-    training_minutes = costs.estimate_training_minutes(tokens * epochs, train_tps)
+if train_tps > 0 and trained is not None:
+    training_minutes = costs.estimate_training_minutes(trained.sequence_total, train_tps)
     t2.metric("Training (estimated)", f"{training_minutes:.1f}", help="trained tokens / tokens per second / 60")
 else:
     training_minutes = t2.number_input("Training", min_value=0.0, value=10.0, step=1.0, key="costs_training_minutes")
 merge = t3.number_input("Merge", min_value=0.0, value=8.0, step=1.0, key="costs_merge_minutes")
 serve = t4.number_input("Server start", min_value=0.0, value=4.0, step=1.0, key="costs_serve_minutes")
-gpu_one_time = costs.estimate_gpu_one_time_cost(
-    scenario.gpu_hourly, costs.GpuMinutes(setup=setup, training=training_minutes, merge=merge, serve_start=serve)
+gpu_one_time = costs.one_time_gpu_cost(
+    prices, hourly_rate=scenario.gpu_hourly,
+    minutes=costs.GpuMinutes(setup=setup, training=training_minutes, merge=merge, serve_start=serve),
 )
 
 o1, o2 = st.columns(2)
-if tokens is not None:
-    managed_training = costs.estimate_managed_training_cost(tokens, epochs, training_price)
-    label = "approximate: no tokenizer" if approximate else "counted with a tokenizer"
-    o1.metric("Managed fine-tuning", money(managed_training), border=True)
+managed_training = None
+if trained is not None:
+    managed = costs.estimate_managed_training(trained, prices, training_price)
+    managed_training = managed.cost
+    o1.metric("Managed fine-tuning", costs.format_money(managed.cost), border=True)
     o1.caption(
-        f"{tokens:,} dataset tokens ({label}) × {epochs} epochs = {tokens * epochs:,} trained tokens × "
-        f"${training_price:g} per 1M"
+        f"{trained.per_epoch:,} trained tokens per epoch × {epochs} epochs = {trained.total:,} trained tokens × "
+        f"${training_price:g} per 1M ({'approximate' if trained.approximate else 'counted'}: {trained.basis})"
     )
-else:
-    managed_training = None
-o2.metric("Own GPU, to first answer", money(gpu_one_time.cost), border=True)
-o2.caption(
-    f"{number(setup)} + {training_minutes:.1f} + {number(merge)} + {number(serve)} = "
-    f"{gpu_one_time.minutes.total:.1f} min × ${scenario.gpu_hourly:g}/h ({gpu_price.label})"
-)
+o2.metric("Own GPU, to first answer", costs.format_money(gpu_one_time.cost), border=True)
+o2.caption(f"{gpu_one_time.basis[:1].upper()}{gpu_one_time.basis[1:]}")
 
 if managed_training is not None:
     totals = costs.first_month_totals(estimate, managed_training, gpu_one_time.cost)

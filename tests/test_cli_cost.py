@@ -93,15 +93,14 @@ def test_scenario_usage_errors(capsys, extra, message):
 
 
 def test_training_json(capsys):
-    from legalft.data.stats import compute_stats
-
-    tokens = compute_stats(REFERENCE_QA).total_tokens
+    tokens = costs.estimate_trained_tokens(REFERENCE_QA, epochs=4)
     out = run_json(capsys, ["cost", "training", "--dataset", str(REFERENCE_QA), "--epochs", "4"])
-    assert out["dataset_tokens"] == tokens > 0
+    assert out["records"] == 148 and out["skipped_records"] == 0
     assert out["tokens_are_approximate"] is True
-    assert out["trained_tokens"] == tokens * 4
+    assert out["trained_tokens_per_epoch"] == tokens.per_epoch
+    assert out["trained_tokens"] == tokens.total == 239_412  # within 0.3% of the 238,844 billed
     assert out["price_per_million"] == 0.40
-    assert out["managed_cost"] == costs.round_money(tokens * 4 * 0.40 / 1e6)
+    assert out["managed_cost"] == 0.10  # 239,412 × $0.40 / 1M = $0.0958
     assert out["gpu_minutes"]["total"] == 47
     assert out["gpu_one_time_cost"] == 2.31  # 47 min × $2.95 / 60
 
@@ -110,11 +109,13 @@ def test_training_with_given_price_and_measured_throughput(capsys):
     out = run_json(
         capsys,
         ["cost", "training", "--dataset", str(REFERENCE_QA), "--epochs", "2", "--price-per-million", "1000",
-         "--gpu-hourly", "6", "--train-tokens-per-second", "10", "--merge-minutes", "0"],
+         "--gpu-hourly", "6", "--train-tokens-per-second", "10", "--merge-minutes", "0", "--no-packing",
+         "--context-length", "100"],
     )
-    trained = out["dataset_tokens"] * 2
-    assert out["managed_cost"] == costs.round_money(trained * 1000 / 1e6)
-    minutes = trained / 10 / 60
+    assert out["packing"] is False and out["context_length"] == 100 and out["truncated_tokens"] > 0
+    assert out["managed_cost"] == costs.round_money(out["trained_tokens"] * 1000 / 1e6)
+    # Your GPU trains the template + text tokens, not the service's count.
+    minutes = out["sequence_tokens"] / 10 / 60
     assert out["gpu_minutes"]["training"] == round(minutes, 2)
     assert out["gpu_one_time_cost"] == costs.round_money((25 + minutes + 0 + 4) / 60 * 6)
 
@@ -125,10 +126,12 @@ def test_training_usage_errors(capsys, tmp_path):
     assert main(["cost", "training", "--dataset", str(REFERENCE_QA), "--epochs", "1",
                  "--base-model", "meta-llama/Llama-3.3-70B-Instruct"]) == 2
     assert "--price-per-million" in capsys.readouterr().err
+    assert main(["cost", "training", "--dataset", str(REFERENCE_QA), "--epochs", "0"]) == 2
+    assert "--epochs" in capsys.readouterr().err
 
 
 def test_training_human_output(capsys):
     assert main(["cost", "training", "--dataset", str(REFERENCE_QA), "--epochs", "3"]) == 0
     text = capsys.readouterr().out
-    assert "approximate" in text
-    assert "47.0 min × $2.95/h = $2.31" in text
+    assert "approximate" in text and "chat template" in text
+    assert "= 47.0 min (reference run's minutes) × $2.95/GPU-hour" in text and text.rstrip().endswith("$2.31")

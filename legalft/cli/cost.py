@@ -50,19 +50,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     training = commands.add_parser(
         "training",
         help="one-time fine-tuning cost on each path for a dataset",
-        description="Managed fine-tuning = dataset tokens × epochs × price per 1M training tokens; "
-        "your own GPU = billed minutes (setup, training, merge, server start) × hourly rate.",
+        description="Managed fine-tuning = trained tokens as the service counts them (the base model's chat "
+        "template, packing, and the service's own count calibrated on a real bill) × price per 1M training "
+        "tokens; your own GPU = billed minutes (setup, training, merge, server start) × hourly rate. "
+        "The Train and Costs pages show the same figures for the same inputs.",
     )
     training.add_argument("--dataset", required=True, metavar="FILE", help="a JSONL training file")
-    training.add_argument("--epochs", type=int, required=True, metavar="N")
+    training.add_argument("--epochs", type=float, required=True, metavar="N")
     training.add_argument(
         "--price-per-million", type=float, metavar="USD", help="per 1M training tokens (default: catalogue, by base model)"
     )
-    training.add_argument("--base-model", default=DEFAULT_BASE_MODEL, metavar="MODEL", help="selects the price tier")
+    training.add_argument("--base-model", default=DEFAULT_BASE_MODEL, metavar="MODEL",
+                          help="selects the chat template and the price tier")
     training.add_argument(
-        "--tokenizer", metavar="NAME_OR_PATH", help="count tokens with this tokenizer (default: approximate count)"
+        "--tokenizer", metavar="NAME_OR_PATH", help="count tokens with this tokenizer (default: calibrated approximation)"
     )
-    training.add_argument("--max-length", type=int, default=1024, metavar="N", help="max sequence length (default 1024)")
+    training.add_argument("--context-length", "--max-length", type=int, dest="context_length", metavar="N",
+                          help="sequence length (default: the service's 8192)")
+    training.add_argument("--no-packing", action="store_true", help="records are cut at the context length, not packed")
     training.add_argument("--gpu-hourly", type=float, metavar="USD", help="one GPU per hour (default: catalogue)")
     training.add_argument("--setup-minutes", type=float, default=25, metavar="M", help="default 25")
     training.add_argument("--training-minutes", type=float, metavar="M", help="default 10, or from --train-tokens-per-second")
@@ -137,71 +142,57 @@ def run_training(args: argparse.Namespace) -> int:
     path = Path(args.dataset)
     if not path.is_file():
         raise UsageError(f"no such dataset file: {path}")
-    if args.epochs < 1:
-        raise UsageError("--epochs must be at least 1")
+    if args.epochs <= 0:
+        raise UsageError("--epochs must be more than 0")
     if args.training_minutes is not None and args.train_tokens_per_second is not None:
         raise UsageError("give --training-minutes or --train-tokens-per-second, not both")
     prices = costs.effective_prices()
-    price = args.price_per_million
-    if price is None:
-        price = costs.training_price_per_million(args.base_model, prices)
-        if price is None:
-            raise UsageError(
-                f"the catalogue has no fine-tuning price for {args.base_model}; give --price-per-million"
-            )
+    if args.price_per_million is None and costs.training_price_per_million(args.base_model, prices) is None:
+        raise UsageError(f"the catalogue has no fine-tuning price for {args.base_model}; give --price-per-million")
     try:
-        from legalft.data.stats import compute_stats
-    except ImportError as exc:
-        raise UsageError(f"token counting is unavailable ({exc}); reinstall legalft") from None
-    try:
-        stats = compute_stats(path, tokenizer=args.tokenizer, max_length=args.max_length)
+        tokens = costs.estimate_trained_tokens(
+            path, model=args.base_model, epochs=args.epochs, packing=not args.no_packing,
+            context_length=args.context_length, tokenizer=args.tokenizer)
     except (ValueError, RuntimeError, OSError) as exc:
         raise UsageError(str(exc)) from None
-    trained_tokens = stats.total_tokens * args.epochs
-    training_minutes = args.training_minutes
-    if training_minutes is None:
-        training_minutes = (
-            costs.estimate_training_minutes(trained_tokens, args.train_tokens_per_second)
-            if args.train_tokens_per_second is not None
-            else costs.GpuMinutes().training
-        )
-    gpu_hourly = args.gpu_hourly if args.gpu_hourly is not None else prices.default("gpu_hourly").value
+    managed = costs.estimate_managed_training(tokens, prices, args.price_per_million)
     try:
         minutes = costs.GpuMinutes(
-            setup=args.setup_minutes, training=training_minutes, merge=args.merge_minutes, serve_start=args.serve_minutes
-        )
-        gpu = costs.estimate_gpu_one_time_cost(gpu_hourly, minutes)
+            setup=args.setup_minutes,
+            training=args.training_minutes if args.training_minutes is not None else costs.GpuMinutes().training,
+            merge=args.merge_minutes, serve_start=args.serve_minutes)
+        gpu = costs.one_time_gpu_cost(
+            prices, hourly_rate=args.gpu_hourly, minutes=minutes, sequence_tokens=tokens.sequence_total,
+            train_tokens_per_second=args.train_tokens_per_second)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    managed = costs.estimate_managed_training_cost(stats.total_tokens, args.epochs, price)
     result = {
         "dataset": str(path),
-        "dataset_tokens": stats.total_tokens,
-        "tokens_are_approximate": stats.tokens_are_approximate,
-        "tokenizer": args.tokenizer,
-        "epochs": args.epochs,
-        "trained_tokens": trained_tokens,
+        **tokens.to_dict(),
+        "tokens_are_approximate": tokens.approximate,
         "base_model": args.base_model,
-        "price_per_million": price,
-        "managed_cost": costs.round_money(managed),
-        "gpu_hourly": gpu_hourly,
+        "price_per_million": managed.price_per_million,
+        "managed_cost": costs.round_money(managed.cost),
+        "managed_basis": managed.basis,
+        "gpu_hourly": gpu.hourly_rate,
         "gpu_minutes": {
-            "setup": minutes.setup,
-            "training": round(minutes.training, 2),
-            "merge": minutes.merge,
-            "serve_start": minutes.serve_start,
-            "total": round(minutes.total, 2),
+            "setup": gpu.minutes.setup,
+            "training": round(gpu.minutes.training, 2),
+            "merge": gpu.minutes.merge,
+            "serve_start": gpu.minutes.serve_start,
+            "total": round(gpu.minutes.total, 2),
         },
         "gpu_one_time_cost": costs.round_money(gpu.cost),
+        "gpu_basis": gpu.basis,
     }
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    approx = " (approximate: no tokenizer given)" if stats.tokens_are_approximate else ""
-    print(f"Dataset: {path}: {stats.total_tokens:,} tokens{approx}")
-    print(f"Managed fine-tuning: {stats.total_tokens:,} × {args.epochs} epochs = {trained_tokens:,} trained tokens "
-          f"× ${price:g} per 1M = ${result['managed_cost']:,.2f}")
-    print(f"Own GPU: {minutes.setup:g} setup + {minutes.training:.1f} training + {minutes.merge:g} merge + "
-          f"{minutes.serve_start:g} server start = {minutes.total:.1f} min × ${gpu_hourly:g}/h = "
-          f"${result['gpu_one_time_cost']:,.2f}")
+    skipped = f" ({tokens.skipped_records} records unreadable or dropped, not counted)" if tokens.skipped_records else ""
+    print(f"Dataset: {path}: {tokens.records:,} records{skipped}")
+    print(f"Trained tokens: {tokens.per_epoch:,} per epoch × {tokens.epochs:g} epochs = {tokens.total:,} "
+          f"({'approximate' if tokens.approximate else 'counted'}: {tokens.basis})")
+    print(f"Managed fine-tuning: {tokens.total:,} trained tokens × ${managed.price_per_million:g} per 1M = "
+          f"{costs.format_money(managed.cost)}")
+    print(f"Own GPU: {gpu.basis} = {costs.format_money(gpu.cost)}")
     return 0

@@ -562,8 +562,18 @@ class Recommendation:
     text: str
 
 
+def format_money(amount: float | None) -> str:
+    """Dollars for display: "$1,234.57", "< $0.01" for a positive amount under a cent, "−$3.00"."""
+    if amount is None:
+        return "no price"
+    if 0 < abs(amount) < 0.01:
+        return "< $0.01" if amount > 0 else "> −$0.01"
+    sign = "−" if amount < 0 else ""
+    return f"{sign}${round_money(abs(amount)):,.2f}"
+
+
 def _money(amount: float) -> str:
-    return f"${round_money(amount):,.2f}"
+    return format_money(amount)
 
 
 def recommend(estimate: CostEstimate) -> Recommendation:
@@ -699,6 +709,8 @@ class GpuOneTimeCost:
     gpus: int
     cost: float
     """USD, unrounded."""
+    basis: str = ""
+    """Where the minutes and the rate come from, in one line."""
 
 
 def estimate_gpu_one_time_cost(hourly_rate: float, minutes: GpuMinutes | None = None, gpus: int = 1) -> GpuOneTimeCost:
@@ -707,6 +719,68 @@ def estimate_gpu_one_time_cost(hourly_rate: float, minutes: GpuMinutes | None = 
     if hourly_rate < 0 or gpus < 1:
         raise ValueError("hourly rate must be ≥ 0 and GPUs ≥ 1")
     return GpuOneTimeCost(minutes=minutes, hourly_rate=hourly_rate, gpus=gpus, cost=minutes.total / 60 * hourly_rate * gpus)
+
+
+def one_time_gpu_cost(
+    prices: PriceCatalogue | None = None,
+    *,
+    hourly_rate: float | None = None,
+    minutes: GpuMinutes | None = None,
+    sequence_tokens: float | None = None,
+    train_tokens_per_second: float | None = None,
+    gpus: int = 1,
+) -> GpuOneTimeCost:
+    """THE one-time GPU cost the Train page, the Costs page and the CLI show.
+
+    Minutes default to the reference run's 25 + 10 + 8 + 4 = 47. With a measured training
+    throughput (tokens/s, as a trainer counts them) and the dataset's ``sequence_tokens`` (template
+    + text over all epochs, :attr:`TrainedTokens.sequence_total`), the training minutes are
+    estimated from them instead. The rate defaults to the catalogue's GPU price (with overrides).
+    """
+    minutes = minutes or GpuMinutes()
+    how = "reference run's minutes"
+    if train_tokens_per_second is not None and sequence_tokens is not None:
+        minutes = replace(minutes, training=estimate_training_minutes(sequence_tokens, train_tokens_per_second))
+        how = f"training from {sequence_tokens:,.0f} tokens at {train_tokens_per_second:,.0f} tokens/s"
+    if hourly_rate is None:
+        price = (prices or effective_prices()).default("gpu_hourly")
+        hourly_rate, rate_label = price.value, price.label
+    else:
+        rate_label = "your rate"
+    cost = estimate_gpu_one_time_cost(hourly_rate, minutes, gpus)
+    basis = (
+        f"{minutes.setup:g} setup + {minutes.training:.1f} training + {minutes.merge:g} merge + "
+        f"{minutes.serve_start:g} server start = {minutes.total:.1f} min ({how}) × ${hourly_rate:g}/GPU-hour "
+        f"({rate_label})" + (f" × {gpus} GPUs" if gpus > 1 else "")
+    )
+    return replace(cost, basis=basis)
+
+
+@dataclass(frozen=True)
+class ManagedTrainingCost:
+    """The managed path's one-time cost: trained tokens as the service counts them × price."""
+
+    model: str
+    trained_tokens: int
+    price_per_million: float | None
+    """None where the catalogue has no fine-tuning price for the model's size."""
+    cost: float | None
+    """USD, unrounded; None without a price."""
+    basis: str
+
+
+def estimate_managed_training(
+    tokens: "TrainedTokens", prices: PriceCatalogue | None = None, price_per_million: float | None = None
+) -> ManagedTrainingCost:
+    """THE managed fine-tuning cost: :func:`estimate_trained_tokens`'s total × price per 1M."""
+    price = price_per_million if price_per_million is not None else training_price_per_million(tokens.model, prices)
+    cost = None if price is None else estimate_managed_training_cost(tokens.total, 1, price)
+    basis = (
+        f"{tokens.total:,} trained tokens ({tokens.per_epoch:,} per epoch × {tokens.epochs:g} epochs; "
+        f"{tokens.basis})" + ("" if price is None else f" × ${price:g} per 1M")
+    )
+    return ManagedTrainingCost(model=tokens.model, trained_tokens=tokens.total, price_per_million=price,
+                               cost=cost, basis=basis)
 
 
 @dataclass(frozen=True)
@@ -724,3 +798,11 @@ def first_month_totals(estimate: CostEstimate, managed_training: float, gpu_one_
         managed=managed_training + estimate.managed_monthly,
         gpu={mode: gpu_one_time + cost.monthly for mode, cost in estimate.gpu_modes.items()},
     )
+
+
+from legalft.costs.tokens import (  # noqa: E402  (the package's public names, after what they use)
+    DEFAULT_TRAINING_MODEL,
+    TrainedTokens,
+    estimate_trained_tokens,
+    load_token_rules,
+)
