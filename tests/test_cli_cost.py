@@ -26,7 +26,12 @@ def test_scenario_json_with_catalogue_prices(capsys):
     assert out["cloud_monthly_24_7"] == 2124.00  # 720 h × $2.95
     assert out["cloud_monthly_business_hours"] == 472.00  # 160 h × $2.95
     assert out["break_even_queries_per_day_24_7"] is None  # needs more than one GPU's capacity
-    assert out["break_even_queries_per_day_business_hours"] == 393_334
+    # Queries arrive on 30 days, a business-hours GPU runs on 20: not like for like.
+    assert out["covers_demand_business_hours"] is False and out["coverage_business_hours"] == 0.6667
+    assert out["break_even_queries_per_day_business_hours"] is None
+    # Planned: Llama-3.1-8B bf16 on one H100 at 2,550 tokens/s over 8 h / 400 tokens = 183,600 a day.
+    assert out["serving_plan"]["gpus_per_replica"] == 1 and out["gpu_tokens_per_second"] == 2550
+    assert out["queries_per_gpu_per_day"] == 183_600
     assert out["gpus_needed"] == 1
     assert out["recommended_path"] == "managed"
     assert "cloud_monthly_custom" not in out
@@ -60,7 +65,11 @@ def test_scenario_blended_price(capsys):
     assert out["managed_monthly"] == 0.90  # 18M × $0.05 per 1M
     assert out["managed_blended_price_per_million"] == 0.05
     assert out["managed_input_price_per_million"] is None
-    assert out["break_even_queries_per_day_business_hours"] == 262_223  # 472 / (30 × 1,200 × 0.05e-6)
+    assert out["break_even_queries_per_day_business_hours"] is None  # runs 20 of 30 days
+    weekdays = run_json(capsys, REFERENCE_ARGS + ["--blended-price", "0.05", "--gpu-tokens-per-second", "15220",
+                                                  "--demand", "business_hours"])
+    assert weekdays["managed_monthly"] == 0.60  # 500 × 20 days × 1,200 × $0.05 / 1M
+    assert weekdays["break_even_queries_per_day_business_hours"] == 393_334  # 472 / (20 × 1,200 × 0.05e-6)
 
 
 def test_scenario_defaults_follow_saved_overrides(capsys):
@@ -74,8 +83,8 @@ def test_scenario_human_output(capsys):
     assert main(REFERENCE_ARGS) == 0
     text = capsys.readouterr().out
     assert "600,000 a day" in text
-    assert "$472.00 a month; cheaper from 393,334 queries a day" in text
-    assert "never breaks even" in text
+    assert "$472.00 a month; does not cover the demand: queries arrive on 30 days a month, it runs on 20" in text
+    assert "never breaks even" in text and "Serving plan: 23.1 GB a replica on 1 × h100" in text
     assert text.strip().splitlines()[-1].startswith("Use the managed service")
 
 
@@ -135,3 +144,18 @@ def test_training_human_output(capsys):
     text = capsys.readouterr().out
     assert "approximate" in text and "chat template" in text
     assert "= 47.0 min (reference run's minutes) × $2.95/GPU-hour" in text and text.rstrip().endswith("$2.31")
+
+
+def test_scenario_70b_plans_tensor_parallel_and_refuses_what_does_not_fit(capsys):
+    out = run_json(capsys, ["cost", "scenario", "--queries-per-day", "2000000", "--input-tokens", "800",
+                            "--output-tokens", "400", "--managed-model", "meta-llama/Llama-3.3-70B-Instruct"])
+    assert out["gpus_per_replica"] == 4 and out["gpus_needed"] == 96
+    assert out["cloud_monthly_24_7"] == 203_904.00 and out["managed_monthly"] == 15_840.00
+    on_h200 = run_json(capsys, ["cost", "scenario", "--queries-per-day", "500", "--input-tokens", "800",
+                                "--output-tokens", "400", "--managed-model", "meta-llama/Llama-3.3-70B-Instruct",
+                                "--gpu-offer", "gpu_h200_hourly"])
+    assert on_h200["gpus_per_replica"] == 2 and on_h200["cloud_monthly_24_7"] == 5_040.00  # 720 h × $3.50 × 2
+    # 32 answers of 100,800 tokens need over 1 TB of KV cache: more than 8 H100s hold.
+    assert main(["cost", "scenario", "--queries-per-day", "500", "--input-tokens", "800", "--output-tokens", "100000",
+                 "--managed-model", "meta-llama/Llama-3.3-70B-Instruct"]) == 1
+    assert "cannot serve this model" in capsys.readouterr().err

@@ -46,22 +46,32 @@ def test_reference_scenario_is_preset():
     assert values["GPU, business hours"] == "$472.00"
     assert values["Own GPU, to first answer"] == "$2.31"
     assert "Use the managed service" in at.success[0].value
-    assert "393,334" in at.success[0].value
-    assert any("1,095,840 queries a day" in md.value for md in at.markdown)
+    # Queries arrive on 30 days; the business-hours GPU runs on 20: shown as not covering, not cheaper.
+    assert "business hours is left out" in at.success[0].value
+    business = next(m for m in at.metric if m.label == "GPU, business hours")
+    assert business.proto.delta == "covers 67% of the demand"
+    # Planned for Llama-3.1-8B bf16 on one H100: 2,550 tokens/s × 8 h × 3600 / 400 = 183,600 a day.
+    assert any("183,600 queries a day" in md.value for md in at.markdown)
+    assert any("Serving plan" in c.value and "23.1 GB a replica" in c.value for c in at.caption)
     chart = json.loads(at.get("plotly_chart")[0].proto.spec)
     names = [trace.get("name") for trace in chart["data"]]
-    assert "Managed service" in names and "Break-even, business hours" in names
+    assert "Managed service" in names and "GPU, business hours (does not cover the demand)" in names
     assert "GPU, 24/7 (never breaks even)" in names and "Your scenario" in names
 
 
 def test_changing_the_volume_flips_the_recommendation():
     at = open_costs()
-    at.number_input(key="costs_queries").set_value(400_000)
+    at.number_input(key="costs_queries").set_value(700_000)
+    at.radio(key="costs_demand").set_value("business_hours")
+    at.number_input(key="costs_tps").set_value(15_220)  # your own measured throughput
     submit(at)
     values = metrics(at)
-    assert values["Managed service"] == "$480.00"  # 400,000 × 30 × $0.00004
+    assert values["Managed service"] == "$560.00"  # 700,000 × 20 working days × $0.00004
     assert values["GPU, business hours"] == "$472.00"
+    saving = next(m for m in at.metric if m.label == "GPU, business hours")
+    assert saving.proto.delta == "-$88.00 vs managed"  # ASCII minus: a green, downward arrow
     assert "Run your own GPU" in at.warning[0].value
+    assert any("your figure entered above" in c.value for c in at.caption)
     # The preset button puts the reference scenario back.
     at.button(key="costs_preset").click()
     at.run()
@@ -153,3 +163,19 @@ def test_tiny_volumes_render(queries, shown):
     at.number_input(key="costs_queries").set_value(queries)
     submit(at)
     assert metrics(at)["Managed service"] == shown  # 1 × 30 × $0.00004 = $0.0012, not "$0.00"
+
+
+def test_the_70b_is_planned_on_four_gpus_and_an_impossible_context_is_refused():
+    at = open_costs()
+    at.selectbox(key="costs_model").set_value("meta-llama/Llama-3.3-70B-Instruct")
+    at.number_input(key="costs_queries").set_value(2_000_000)
+    submit(at)
+    values = metrics(at)
+    assert values["Managed service"] == "$15,840.00"  # 2M × 30 × $0.000264
+    assert values["GPU, 24/7"] == "$203,904.00"  # 24 replicas × 4 H100s × 720 h × $2.95
+    assert any("one replica (4 GPUs)" in md.value and "need **96 GPUs**" in md.value for md in at.markdown)
+    assert any("spans 4 GPUs" in w.value for w in at.warning)
+    assert "Use the managed service" in at.success[0].value
+    at.number_input(key="costs_output_tokens").set_value(100_000)
+    submit(at)
+    assert "cannot serve this model" in at.error[0].value and "does not fit" in at.error[0].value

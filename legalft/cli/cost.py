@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from legalft.cli import UsageError
@@ -39,11 +40,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--managed-model", metavar="MODEL", help=f"whose catalogue prices to use (default {DEFAULT_BASE_MODEL})"
     )
     scenario.add_argument(
-        "--gpu-tokens-per-second", type=float, metavar="X", help="generation throughput of one GPU (default: catalogue)"
+        "--gpu-tokens-per-second", type=float, metavar="X",
+        help="generation throughput of one replica (default: planned for the model, GPU and precision)"
+    )
+    scenario.add_argument("--gpu-offer", metavar="KEY", help="GPU price to use (a gpu_hourly key of the catalogue)")
+    scenario.add_argument("--precision", default="bf16", choices=["bf16", "fp8", "int4"], help="served weights (default bf16)")
+    scenario.add_argument(
+        "--demand", choices=["24_7", "business_hours", "custom"], default="custom",
+        help="when queries arrive: around the clock, in business hours on working days, or --load-hours a day on "
+             "--demand-days days (default custom)"
     )
     scenario.add_argument(
-        "--load-hours", type=float, metavar="H", help="hours a day in which the queries arrive (default: --business-hours)"
+        "--load-hours", type=float, metavar="H", help="custom demand: hours a day in which the queries arrive (default: --business-hours)"
     )
+    scenario.add_argument("--demand-days", type=float, metavar="N", help="custom demand: days a month (default --days-per-month)")
     scenario.add_argument("--json", action="store_true", help="print one JSON object")
     scenario.set_defaults(handler=run_scenario)
 
@@ -87,9 +97,18 @@ def run_scenario(args: argparse.Namespace) -> int:
         raise UsageError("give --input-price and --output-price, or --blended-price, not both")
     prices = costs.effective_prices()
     try:
+        load_hours, demand_days = costs.demand_profile(
+            args.demand,
+            custom_hours_per_day=args.load_hours if args.load_hours is not None else args.business_hours,
+            custom_days_per_month=args.demand_days if args.demand_days is not None else args.days_per_month,
+            business_hours_per_day=args.business_hours, working_days_per_month=args.working_days,
+            days_in_month=args.days_per_month)
         scenario = costs.build_scenario(
             prices,
             managed_model=args.managed_model,
+            gpu_offer=args.gpu_offer,
+            precision=args.precision,
+            demand_days_per_month=demand_days,
             queries_per_day=args.queries_per_day,
             input_tokens_per_query=args.input_tokens,
             output_tokens_per_query=args.output_tokens,
@@ -103,11 +122,18 @@ def run_scenario(args: argparse.Namespace) -> int:
             output_price_per_million=args.output_price,
             blended_price_per_million=args.blended_price,
             gpu_tokens_per_second=args.gpu_tokens_per_second,
-            load_hours_per_day=args.load_hours,
+            load_hours_per_day=load_hours,
         )
+    except costs.ModelDoesNotFit as exc:
+        print(f"legalft cost: your own GPU cannot serve this model: {exc}", file=sys.stderr)
+        return 1
     except (ValueError, KeyError) as exc:
         raise UsageError(str(exc).strip("'\"")) from None
     summary = costs.scenario_summary(costs.estimate_monthly_cost(scenario))
+    if args.gpu_tokens_per_second is None:
+        summary["serving_plan"] = costs.serving_plan(
+            prices, model=args.managed_model, gpu_offer=args.gpu_offer, precision=args.precision,
+            context_tokens=args.input_tokens + args.output_tokens).to_dict()
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -116,23 +142,34 @@ def run_scenario(args: argparse.Namespace) -> int:
 
 
 def _print_scenario(s: dict) -> None:
+    from legalft import costs
+
     print(f"Tokens: {s['daily_tokens']:,.0f} a day ({s['daily_input_tokens']:,.0f} in, {s['daily_output_tokens']:,.0f} out), "
-          f"{s['monthly_tokens']:,.0f} a month over {s['days_per_month']:g} days")
+          f"{s['monthly_tokens']:,.0f} a month over {s['demand_days_per_month']:g} days")
     if s["managed_blended_price_per_million"] is not None:
         price = f"${s['managed_blended_price_per_million']:g} per 1M tokens, blended"
     else:
         price = f"${s['managed_input_price_per_million']:g} in / ${s['managed_output_price_per_million']:g} out per 1M tokens"
-    print(f"Managed service ({price}): ${s['managed_monthly']:,.2f} a month")
+    print(f"Managed service ({price}, {s['demand_days_per_month']:g} days of queries): "
+          f"{costs.format_money(s['managed_monthly'])} a month")
+    if "serving_plan" in s:
+        plan = s["serving_plan"]
+        print(f"Serving plan: {plan['needed_gb']:,.1f} GB a replica on {plan['gpus_per_replica']} × {plan['gpu']} "
+              f"({plan['usable_gb_per_gpu']:,.0f} GB usable each); {plan['tokens_per_second_per_replica']:,.0f} "
+              f"tokens/s a replica ({plan['throughput_basis']})")
     if s["queries_per_gpu_per_day"] is not None:
-        print(f"Capacity: one GPU at {s['gpu_tokens_per_second']:,g} tokens/s over {s['load_hours_per_day']:g} h "
+        replica = "one GPU" if s["gpus_per_replica"] == 1 else f"one replica ({s['gpus_per_replica']} GPUs)"
+        print(f"Capacity: {replica} at {s['gpu_tokens_per_second']:,.0f} tokens/s over {s['load_hours_per_day']:g} h "
               f"serves {s['queries_per_gpu_per_day']:,} queries a day; the load needs {s['gpus_needed']} GPU(s)")
     for mode, label in (("24_7", "24/7"), ("business_hours", "business hours"), ("custom", "custom hours")):
         if f"cloud_monthly_{mode}" not in s:
             continue
         break_even = s[f"break_even_queries_per_day_{mode}"]
         when = "never breaks even" if break_even is None else f"cheaper from {break_even:,} queries a day"
+        if not s[f"covers_demand_{mode}"]:
+            when = s[f"coverage_note_{mode}"]
         print(f"GPU {label} ({s[f'billed_hours_per_month_{mode}']:g} h × ${s['gpu_hourly']:g} × {s['gpus_billed']} GPU): "
-              f"${s[f'cloud_monthly_{mode}']:,.2f} a month; {when}")
+              f"{costs.format_money(s[f'cloud_monthly_{mode}'])} a month; {when}")
     print(s["recommendation"])
 
 
