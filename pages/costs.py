@@ -57,17 +57,19 @@ def apply_reference_preset() -> None:
 def save_override() -> None:
     key = st.session_state["costs_override_key"]
     value = st.session_state[f"costs_override_value_{key}"]
+    label = costs.effective_prices()[key].label
     try:
         costs.set_price_override(key, value)
-        st.session_state["costs_override_message"] = ("success", f"Saved your figure for {key}: {value:g}.")
+        st.session_state["costs_override_message"] = ("success", f"Saved your figure for {label}: {value:g}.")
     except (KeyError, ValueError) as exc:
         st.session_state["costs_override_message"] = ("error", str(exc).strip("'\""))
 
 
 def clear_override() -> None:
     key = st.session_state["costs_override_key"]
+    label = costs.effective_prices()[key].label
     cleared = costs.clear_price_override(key)
-    text = f"{key} is back to the catalogue value." if cleared else f"{key} had no override."
+    text = f"{label} is back to the catalogue value." if cleared else f"{label} had no override."
     st.session_state["costs_override_message"] = ("info", text)
 
 
@@ -372,6 +374,25 @@ if log_axes:
     figure.update_yaxes(type="log")
 st.plotly_chart(figure, key="costs_chart")
 
+# --- Sensitivity --------------------------------------------------------------------------------
+
+st.subheader("Where the answer flips")
+rows = costs.sensitivity(scenario)
+st.dataframe(
+    pd.DataFrame([
+        {"Input": costs.report.VARIABLES[row.variable], "×": f"{row.factor:g}", "Value": row.value,
+         "Managed": money(row.managed_monthly),
+         "Cheapest GPU that serves it": f"{money(row.gpu_monthly)} ({costs.MODE_LABELS[row.gpu_mode]})",
+         "Cheaper": "managed" if row.recommended == "managed" else f"GPU, {costs.MODE_LABELS[row.recommended]}"}
+        for row in rows
+    ]),
+    hide_index=True,
+    key="costs_sensitivity",
+)
+changes = costs.flips(rows)
+st.caption(("The recommendation flips: " + "; ".join(changes) + ".") if changes
+           else "The recommendation does not flip within these ranges.")
+
 # --- One-time fine-tuning -------------------------------------------------------------------------
 
 st.subheader("One-time fine-tuning")
@@ -405,12 +426,23 @@ except (OSError, ValueError, RuntimeError) as exc:
     st.error(f"Cannot count the tokens of {dataset_path}: {exc}")
 
 st.markdown("**Billed GPU minutes on your own GPU** (reference run: 25 + 10 + 8 + 4 = 47)")
+past = {run.job_id: run for run in costs.measured_runs()}
+measured = st.selectbox(
+    "Training speed", ["reference", *past], key="costs_measured_run",
+    format_func=lambda key: "The reference run's 10 training minutes, or the figures below" if key == "reference"
+    else f"Measured: {past[key].label}",
+    help="A finished run of yours measured its training tokens a second; use it in place of the article's minutes.",
+)
 t1, t2, t3, t4, t5 = st.columns(5)
 setup = t1.number_input("Setup", min_value=0.0, value=25.0, step=1.0, key="costs_setup_minutes")
 train_tps = t5.number_input(
     "Measured training tokens/s (0 = use minutes)", min_value=0.0, value=0.0, step=100.0, key="costs_train_tps",
     help="Tokens a trainer processes per second (template + text, not the service's count)",
 )
+if measured in past:
+    train_tps = past[measured].tokens_per_second
+    if past[measured].device == "cpu":
+        st.caption("That run was on a CPU: a GPU trains much faster, so its minutes overstate a GPU's.")
 if train_tps > 0 and trained is not None:
     training_minutes = costs.estimate_training_minutes(trained.sequence_total, train_tps)
     t2.metric("Training (estimated)", f"{training_minutes:.1f}", help="trained tokens / tokens per second / 60")
@@ -446,6 +478,14 @@ if managed_training is not None:
     st.markdown("**First-month total**")
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="costs_first_month")
 
+report_text = costs.scenario_report(
+    estimate, prices, serving=serving, model=state["costs_model"],
+    managed_training=managed if trained is not None else None, gpu_one_time=gpu_one_time,
+    used_prices=[gpu_price.key, tps_price.key] + ([] if blended else [input_price.key, output_price.key]),
+)
+st.download_button("Download the one-page report (markdown)", report_text, file_name="legalft-cost-report.md",
+                   mime="text/markdown", key="costs_report", icon=":material/download:")
+
 # --- Prices -------------------------------------------------------------------------------------
 
 st.subheader("Prices used")
@@ -462,8 +502,9 @@ table = pd.DataFrame(
             "Price": price.label,
             "Value": price.value,
             "Age": costs.price_age(price, today),
-            "Source date": price.source_date or "undated",
-            "Source": price.source,
+            "Source date": (price.overridden_at or "")[:10] if price.overridden else (price.source_date or "undated"),
+            "Source": (f"your figure (the catalogue's: {price.catalogue_value:g}, {price.source}, "
+                       f"{price.source_date or 'undated'})" if price.overridden else price.source),
             "Your override": "yes" if price.overridden else "",
             "Catalogue value": price.catalogue_value,
             "Unit": price.unit,

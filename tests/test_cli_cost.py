@@ -159,3 +159,13 @@ def test_scenario_70b_plans_tensor_parallel_and_refuses_what_does_not_fit(capsys
     assert main(["cost", "scenario", "--queries-per-day", "500", "--input-tokens", "800", "--output-tokens", "100000",
                  "--managed-model", "meta-llama/Llama-3.3-70B-Instruct"]) == 1
     assert "cannot serve this model" in capsys.readouterr().err
+
+
+def test_scenario_report_file(capsys, tmp_path):
+    report = tmp_path / "report.md"
+    assert main(REFERENCE_ARGS + ["--report", str(report)]) == 0
+    assert f"Report written to {report}" in capsys.readouterr().out
+    text = report.read_text(encoding="utf-8")
+    assert "## Assumptions: prices and figures used" in text
+    assert "Red Hat's MLPerf Inference v5.1" in text and "| 2025-09 |" in text  # the throughput's source
+    assert "Token Factory Llama-3.1-8B-Instruct, output" in text

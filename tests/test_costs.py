@@ -408,3 +408,33 @@ def test_rented_gpus_come_in_whole_replicas():
     assert costs.gpus_billed(scenario) == 4  # 2 GPUs rented cannot hold half a replica
     # Break-even per replica: 4 × 472 / 0.0012 = 1,573,333.3; capacity 1000 × 8 × 3600 / 400 = 72,000.
     assert costs.break_even_queries_per_day(scenario, "business_hours") is None
+
+
+# --- sensitivity and the one-page report ---
+
+
+def test_sensitivity_shows_where_the_answer_flips():
+    # 70B prices, an H100 at 15,220 tokens/s: the 24/7 GPU breaks even at 268,182 queries a day.
+    scenario = reference(input_price_per_million=0.13, output_price_per_million=0.40)
+    rows = costs.sensitivity(scenario)
+    by_queries = [row for row in rows if row.variable == "queries_per_day"]
+    assert [row.value for row in by_queries] == ["50", "500", "5,000", "50,000", "500,000", "5,000,000"]
+    assert [row.recommended for row in by_queries][:4] == ["managed"] * 4
+    assert by_queries[4].recommended == "24_7"  # $2,124 against 500,000 × 30 × $0.000264 = $3,960
+    assert by_queries[4].gpu_monthly == pytest.approx(2124)
+    cheap_gpu = next(row for row in rows if row.variable == "gpu_hourly" and row.factor == 0.25)
+    assert cheap_gpu.value == "$0.74" and cheap_gpu.gpu_monthly == pytest.approx(531)
+    assert "Queries a day: from the managed service at 50,000 to a GPU billed 24/7 at 500,000" in costs.flips(rows)
+
+
+def test_report_names_every_assumption_with_its_source_and_date():
+    prices = costs.load_catalogue()
+    estimate = costs.estimate_monthly_cost(reference())
+    text = costs.scenario_report(estimate, prices, model="meta-llama/Llama-3.1-8B-Instruct",
+                                 used_prices=["gpu_h100_hourly", "tf_llama_3_1_8b_input"], today=date(2026, 12, 1))
+    assert text.startswith("# Fine-tuned legal model: managed service or your own GPU")
+    assert "Prepared 2026-12-01" in text and costs.recommend(estimate).text in text
+    assert "| Nebius H100, on-demand (price page) | 2.95 USD per GPU-hour | Nebius price page" in text
+    assert "| 2026-05 | 7 months |" in text
+    assert "| GPU, business hours (1 GPUs × 160 h) | $472.00 | no: 67% of it | never |" in text
+    assert "## Where the answer flips" in text

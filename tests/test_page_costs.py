@@ -107,6 +107,7 @@ def test_override_a_price_from_the_page():
     at.run()
     assert not at.exception
     assert costs.effective_prices()["gpu_h100_hourly"].value == 3.0
+    assert any(s.value == "Saved your figure for Nebius H100, on-demand (price page): 3." for s in at.success)
     assert metrics(at)["GPU, 24/7"] == "$2,160.00"  # 720 h × $3
     table = prices_table(at)
     row = table[table["Key"] == "gpu_h100_hourly"].iloc[0]
@@ -179,3 +180,20 @@ def test_the_70b_is_planned_on_four_gpus_and_an_impossible_context_is_refused():
     at.number_input(key="costs_output_tokens").set_value(100_000)
     submit(at)
     assert "cannot serve this model" in at.error[0].value and "does not fit" in at.error[0].value
+
+
+def test_sensitivity_table_and_report_download():
+    at = open_costs()
+    table = next(df.value for df in at.dataframe if "Cheaper" in df.value.columns)
+    assert list(table[table["Input"] == "Queries a day"]["Value"]) == ["50", "500", "5,000", "50,000", "500,000",
+                                                                     "5,000,000"]
+    button = at.get("download_button")[0]
+    assert "one-page report" in button.proto.label
+
+
+def test_an_overridden_price_shows_your_figure_not_the_catalogue_source():
+    costs.set_price_override("gpu_h100_hourly", 3.0)
+    table = prices_table(open_costs())
+    row = table[table["Key"] == "gpu_h100_hourly"].iloc[0]
+    assert row["Source"].startswith("your figure (the catalogue's: 2.95, Nebius price page")
+    assert row["Source date"] == costs.effective_prices()["gpu_h100_hourly"].overridden_at[:10]

@@ -54,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--load-hours", type=float, metavar="H", help="custom demand: hours a day in which the queries arrive (default: --business-hours)"
     )
     scenario.add_argument("--demand-days", type=float, metavar="N", help="custom demand: days a month (default --days-per-month)")
+    scenario.add_argument("--report", metavar="FILE.md",
+                          help="also write a one-page markdown report: scenario, assumptions with sources and dates, "
+                               "result, where the answer flips")
     scenario.add_argument("--json", action="store_true", help="print one JSON object")
     scenario.set_defaults(handler=run_scenario)
 
@@ -129,11 +132,22 @@ def run_scenario(args: argparse.Namespace) -> int:
         return 1
     except (ValueError, KeyError) as exc:
         raise UsageError(str(exc).strip("'\"")) from None
-    summary = costs.scenario_summary(costs.estimate_monthly_cost(scenario))
+    estimate = costs.estimate_monthly_cost(scenario)
+    summary = costs.scenario_summary(estimate)
+    plan = None
     if args.gpu_tokens_per_second is None:
-        summary["serving_plan"] = costs.serving_plan(
-            prices, model=args.managed_model, gpu_offer=args.gpu_offer, precision=args.precision,
-            context_tokens=args.input_tokens + args.output_tokens).to_dict()
+        plan = costs.serving_plan(prices, model=args.managed_model, gpu_offer=args.gpu_offer, precision=args.precision,
+                                  context_tokens=args.input_tokens + args.output_tokens)
+        summary["serving_plan"] = plan.to_dict()
+    summary["flips"] = costs.flips(costs.sensitivity(scenario))
+    if args.report:
+        model = args.managed_model or prices.defaults["managed_model"]
+        used = [args.gpu_offer or prices.defaults["gpu_hourly"], prices.defaults["gpu_tokens_per_second"]]
+        if args.blended_price is None:
+            used += [p.key for p in prices.managed_prices(model)]
+        text = costs.scenario_report(estimate, prices, serving=plan, model=model, used_prices=used)
+        Path(args.report).write_text(text, encoding="utf-8")
+        summary["report"] = str(args.report)
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -171,6 +185,10 @@ def _print_scenario(s: dict) -> None:
         print(f"GPU {label} ({s[f'billed_hours_per_month_{mode}']:g} h × ${s['gpu_hourly']:g} × {s['gpus_billed']} GPU): "
               f"{costs.format_money(s[f'cloud_monthly_{mode}'])} a month; {when}")
     print(s["recommendation"])
+    for change in s.get("flips", []):
+        print(f"Flips: {change}")
+    if s.get("report"):
+        print(f"Report written to {s['report']}")
 
 
 def run_training(args: argparse.Namespace) -> int:

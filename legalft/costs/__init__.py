@@ -962,6 +962,7 @@ def first_month_totals(estimate: CostEstimate, managed_training: float, gpu_one_
 
 
 from legalft.costs.actuals import CPU_BASIS, JobCost, MeasuredRun, job_cost, measured_runs  # noqa: E402
+from legalft.costs.report import SensitivityRow, flips, scenario_report, sensitivity  # noqa: E402
 from legalft.costs.serving import ServingPlan, plan_serving  # noqa: E402
 from legalft.costs.tokens import (  # noqa: E402  (the package's public names, after what they use)
     DEFAULT_TRAINING_MODEL,
