@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from token_factory_server import DEFAULT_KEY
 
 from legalft import costs
 from legalft.cli import main as cli_main
@@ -12,7 +13,6 @@ from legalft.jobs import create_job, get_job, list_jobs, update_job
 from legalft.providers import token_factory as tf
 from legalft.train import build_smoke_model
 from tests.conftest import REFERENCE_QA
-from token_factory_server import DEFAULT_KEY
 
 
 def test_managed_stand_in_run_actual_is_billed_tokens_times_price(standin, tmp_path):

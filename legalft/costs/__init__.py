@@ -435,8 +435,6 @@ def serving_plan(
     The base throughput is the catalogue's ``gpu_tokens_per_second`` with the user's override, so
     a measured figure of one's own replaces the cited one.
     """
-    from legalft.costs.serving import plan_serving
-
     prices = prices or effective_prices()
     offer = prices[gpu_offer] if gpu_offer else prices.default("gpu_hourly")
     base = prices.default("gpu_tokens_per_second")
@@ -961,10 +959,11 @@ def first_month_totals(estimate: CostEstimate, managed_training: float, gpu_one_
     )
 
 
-from legalft.costs.actuals import CPU_BASIS, JobCost, MeasuredRun, job_cost, measured_runs  # noqa: E402
-from legalft.costs.report import SensitivityRow, flips, scenario_report, sensitivity  # noqa: E402
-from legalft.costs.serving import ServingPlan, plan_serving  # noqa: E402
-from legalft.costs.tokens import (  # noqa: E402  (the package's public names, after what they use)
+# The package's public names, imported after what they use from this module.
+from legalft.costs.actuals import CPU_BASIS, JobCost, MeasuredRun, job_cost, measured_runs  # noqa: F401
+from legalft.costs.report import SensitivityRow, flips, scenario_report, sensitivity  # noqa: F401
+from legalft.costs.serving import ServingPlan, plan_serving  # noqa: F401
+from legalft.costs.tokens import (  # noqa: F401
     DEFAULT_TRAINING_MODEL,
     TrainedTokens,
     estimate_trained_tokens,

@@ -83,12 +83,14 @@ def flips(rows: list[SensitivityRow]) -> list[str]:
     """One sentence per input whose scaling changes the recommendation."""
     from legalft.costs import MODE_LABELS
 
+    def name(path: str) -> str:
+        return "the managed service" if path == "managed" else f"a GPU billed {MODE_LABELS[path]}"
+
     out = []
     for variable, label in VARIABLES.items():
         mine = [row for row in rows if row.variable == variable]
         for before, after in zip(mine, mine[1:]):
             if before.recommended != after.recommended:
-                name = lambda path: "the managed service" if path == "managed" else f"a GPU billed {MODE_LABELS[path]}"  # noqa: E731
                 out.append(f"{label}: from {name(before.recommended)} at {before.value} to "
                            f"{name(after.recommended)} at {after.value}")
     return out
