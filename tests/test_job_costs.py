@@ -56,6 +56,30 @@ def test_smoke_run_on_the_cpu_costs_nothing_and_gives_a_measured_throughput(tmp_
     assert job.status == "succeeded"
     spent = costs.job_cost(job)
     assert spent.actual == 0.0 and spent.actual_basis == costs.CPU_BASIS
+    # Launched from the CLI without an estimate: the planner's one-time GPU cost stands in, said so.
+    assert spent.estimate == pytest.approx(47 / 60 * 2.95) and "none was recorded" in spent.estimate_basis
     runs = costs.measured_runs()
     assert [run.job_id for run in runs] == [job.id]
     assert runs[0].device == "cpu" and runs[0].tokens_per_second > 0 and runs[0].minutes > 0
+
+
+def test_monitor_page_shows_estimate_beside_actual_for_a_cpu_run(tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "status.json").write_text(json.dumps({"state": "succeeded", "device": "cpu"}))
+    job = create_job("local", status="succeeded", run_dir=str(run_dir), base_model="builtin:smoke",
+                     estimated_cost=2.31, started_at="2026-12-01T10:00:00+00:00",
+                     finished_at="2026-12-01T10:02:00+00:00")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state["monitor_job_id"] = job.id
+    at.run()
+    at.switch_page("pages/monitor.py")
+    at.run()
+    assert not at.exception, at.exception
+    cost = next(m for m in at.metric if m.label == "Cost (est. → actual)")
+    assert cost.value == "$2.31" and cost.proto.delta == "actual $0.00"
+    assert costs.CPU_BASIS in cost.proto.help

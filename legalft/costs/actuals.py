@@ -8,7 +8,7 @@ can use in place of the reference article's training minutes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +61,11 @@ def job_cost(job: "Job", prices: "PriceCatalogue | None" = None) -> JobCost:
         return JobCost(job.estimated_cost, estimate_basis, actual,
                        f"{trained:,} billed trained tokens × ${price:g} per 1M")
 
+    estimate = job.estimated_cost
+    if estimate is None:  # launched without an estimate (the CLI): the planner's one-time GPU cost
+        estimate = costs.one_time_gpu_cost(prices).cost
+        estimate_basis = "the planner's one-time GPU cost (none was recorded at launch)"
+    job = replace(job, estimated_cost=estimate)
     device = _local_status(job).get("device")
     if device == "cpu":
         return JobCost(job.estimated_cost, estimate_basis, 0.0, CPU_BASIS)
