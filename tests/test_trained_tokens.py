@@ -84,3 +84,23 @@ def test_format_money_shows_amounts_under_a_cent():
     assert costs.format_money(0) == "$0.00"
     assert costs.format_money(-11_592) == "−$11,592.00"
     assert costs.format_money(None) == "no price"
+
+
+@pytest.mark.slow
+def test_a_real_tokenizer_counts_with_its_own_chat_template(tmp_path):
+    from legalft.data.stats import load_tokenizer
+    from legalft.train import build_smoke_model
+
+    smoke = str(build_smoke_model(tmp_path / "smoke"))
+    tok = load_tokenizer(smoke)
+    one = record(40, 80)
+    ids = tok.apply_chat_template(one["messages"], tokenize=True)
+    ids = ids["input_ids"] if hasattr(ids, "keys") else ids
+    counted = costs.estimate_trained_tokens([one], tokenizer=smoke, service=False)
+    assert counted.sequence_per_epoch == len(ids) and not counted.approximate
+    text = sum(len(tok(m["content"], add_special_tokens=False)["input_ids"]) for m in one["messages"])
+    assert counted.text_tokens == text and counted.template_tokens == len(ids) - text > 0
+    assert "with its chat template" in counted.basis
+    # The bundled set counted with this tokenizer also lands within 15% of the bill.
+    reference = costs.estimate_trained_tokens(REFERENCE_QA, tokenizer=smoke, epochs=4)
+    assert abs(reference.total - BILLED_REFERENCE_RUN) / BILLED_REFERENCE_RUN <= 0.15
