@@ -62,6 +62,23 @@ def test_smoke_run_on_the_cpu_costs_nothing_and_gives_a_measured_throughput(tmp_
     assert [run.job_id for run in runs] == [job.id]
     assert runs[0].device == "cpu" and runs[0].tokens_per_second > 0 and runs[0].minutes > 0
 
+    # The Costs page can use that measured speed in place of the reference article's minutes.
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/costs.py")
+    at.run()
+    at.selectbox(key="costs_measured_run").set_value(job.id).run()
+    assert not at.exception, at.exception
+    sequence = costs.estimate_trained_tokens(REFERENCE_QA, epochs=3).sequence_total
+    minutes = sequence / runs[0].tokens_per_second / 60
+    shown = next(m.value for m in at.metric if m.label == "Training (estimated)")
+    assert shown == f"{minutes:.1f}"
+    assert any("That run was on a CPU" in c.value for c in at.caption)
+
 
 def test_monitor_page_shows_estimate_beside_actual_for_a_cpu_run(tmp_path):
     from streamlit.testing.v1 import AppTest
