@@ -16,11 +16,16 @@ from legalft.home import bundled_data_dir
 REFERENCE_FILE = bundled_data_dir() / "legislation_qa_clean.jsonl"
 PRICING_PER_TOKEN = "Per token: the model's input and output prices"
 PRICING_BLENDED = "One blended price per 1M tokens"
+DEMAND_PROFILES = {
+    costs.DEMAND_CUSTOM: "Custom: the hours a day and days a month beside",
+    costs.DEMAND_24_7: "Around the clock (24 h × 30 days)",
+    costs.DEMAND_BUSINESS_HOURS: "Business hours only (the business hours and working days below)",
+}
 COLOURS = {"managed": "#1f77b4", "24_7": "#d62728", "business_hours": "#ff7f0e", "custom": "#9467bd"}
 
 
 def money(amount: float) -> str:
-    return f"${costs.round_money(amount):,.2f}"
+    return costs.format_money(amount)
 
 
 def number(value: float) -> str:
@@ -40,8 +45,10 @@ def apply_reference_preset() -> None:
     state["costs_business_hours"] = 8.0
     state["costs_working_days"] = 20.0
     state["costs_custom_hours"] = 0.0
-    state["costs_tps"] = float(prices.default("gpu_tokens_per_second").value)
+    state["costs_tps"] = 0.0
     state["costs_load_hours"] = 8.0
+    state["costs_demand"] = costs.DEMAND_CUSTOM
+    state["costs_precision"] = "bf16"
     state["costs_pricing"] = PRICING_PER_TOKEN
     state["costs_model"] = prices.defaults["managed_model"]
     state["costs_blended"] = 0.05
@@ -50,27 +57,26 @@ def apply_reference_preset() -> None:
 def save_override() -> None:
     key = st.session_state["costs_override_key"]
     value = st.session_state[f"costs_override_value_{key}"]
+    label = costs.effective_prices()[key].label
     try:
         costs.set_price_override(key, value)
-        st.session_state["costs_override_message"] = ("success", f"Saved your figure for {key}: {value:g}.")
+        st.session_state["costs_override_message"] = ("success", f"Saved your figure for {label}: {value:g}.")
     except (KeyError, ValueError) as exc:
         st.session_state["costs_override_message"] = ("error", str(exc).strip("'\""))
 
 
 def clear_override() -> None:
     key = st.session_state["costs_override_key"]
+    label = costs.effective_prices()[key].label
     cleared = costs.clear_price_override(key)
-    text = f"{key} is back to the catalogue value." if cleared else f"{key} had no override."
+    text = f"{label} is back to the catalogue value." if cleared else f"{label} had no override."
     st.session_state["costs_override_message"] = ("info", text)
 
 
 @st.cache_data(show_spinner="Counting tokens…")
-def dataset_tokens(path: str, modified: float) -> tuple[int, bool]:
-    """Token count of a dataset (cached per file version)."""
-    from legalft.data.stats import compute_stats
-
-    stats = compute_stats(path)
-    return stats.total_tokens, stats.tokens_are_approximate
+def trained_tokens(path: str, modified: float, model: str, epochs: float, packing: bool) -> costs.TrainedTokens:
+    """The one trained-token estimate (legalft.costs), cached per file version and setting."""
+    return costs.estimate_trained_tokens(path, model=model, epochs=epochs, packing=packing)
 
 
 def dataset_choices() -> dict[str, tuple[str, str]]:
@@ -105,78 +111,89 @@ st.caption(
 st.button(costs.REFERENCE_SCENARIO_LABEL, on_click=apply_reference_preset, key="costs_preset", icon=":material/balance:")
 with st.form("costs_scenario"):
     st.markdown("**Usage**")
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3 = st.columns(3)
     c1.number_input("Queries per day", min_value=0.0, step=50.0, format="%.0f", key="costs_queries")
     c2.number_input("Input tokens per query", min_value=0.0, step=50.0, format="%.0f", key="costs_input_tokens")
     c3.number_input("Output tokens per query", min_value=0.0, step=50.0, format="%.0f", key="costs_output_tokens")
-    c4.number_input("Days per month", min_value=1.0, max_value=31.0, step=1.0, format="%.0f", key="costs_days")
+    st.selectbox(
+        "Model, served on both sides",
+        list(managed_models),
+        format_func=lambda model: (
+            f"{model}: managed ${managed_models[model][0].value:g} in / ${managed_models[model][1].value:g} out per 1M"
+        ),
+        key="costs_model",
+        help="The managed side uses its per-token prices; your GPU side plans memory and throughput for it.",
+    )
+    st.markdown("**When queries arrive** (both sides serve the same queries)")
+    w1, w2, w3 = st.columns([2, 1, 1])
+    w1.radio("Demand", list(DEMAND_PROFILES), format_func=DEMAND_PROFILES.get, key="costs_demand",
+             help="A GPU schedule that is off while queries arrive cannot serve them, and is shown as not covering.")
+    w2.number_input("Hours a day (custom)", min_value=0.5, max_value=24.0, step=0.5, key="costs_load_hours")
+    w3.number_input("Days a month (custom)", min_value=1.0, max_value=30.0, step=1.0, format="%.0f", key="costs_days")
     st.markdown("**Your own GPU**")
-    g1, g2, g3, g4 = st.columns(4)
-    g1.selectbox(
+    st.selectbox(
         "GPU offer",
         list(gpu_offers),
         format_func=lambda key: f"{gpu_offers[key].label}: ${gpu_offers[key].value:g}/h",
         key="costs_gpu_offer",
         help="Rates come from the price table below; override one there to use your own.",
     )
+    g1, g2, g3, g4 = st.columns(4)
+    g1.selectbox("Precision", ["bf16", "fp8", "int4"], key="costs_precision",
+                 help="Bytes per weight: decides the memory per replica and scales the throughput.")
     g2.number_input("GPUs rented (at least)", min_value=1, step=1, key="costs_gpus")
     g3.number_input("Business hours per day", min_value=0.5, max_value=24.0, step=0.5, key="costs_business_hours")
     g4.number_input("Working days per month", min_value=1.0, max_value=31.0, step=1.0, format="%.0f", key="costs_working_days")
-    h1, h2, h3 = st.columns(3)
+    h1, h2 = st.columns(2)
     h1.number_input(
         "Custom hours per month (0 = leave out)", min_value=0.0, max_value=744.0, step=10.0, key="costs_custom_hours"
     )
     tps_price = prices.default("gpu_tokens_per_second")
     h2.number_input(
-        "Generation throughput per GPU (tokens/s)",
-        min_value=1.0,
+        "Throughput of one replica (tokens/s; 0 = planned for the model)",
+        min_value=0.0,
         step=100.0,
         format="%.0f",
         key="costs_tps",
-        help=f"Default {tps_price.value:,.0f}: {tps_price.source} ({tps_price.source_date}). {tps_price.note}",
-    )
-    h3.number_input(
-        "Queries arrive over (hours a day)",
-        min_value=0.5,
-        max_value=24.0,
-        step=0.5,
-        key="costs_load_hours",
-        help="One GPU's daily capacity is its throughput over these hours.",
+        help=f"Planned from {tps_price.value:,.0f} tokens/s for 8B bf16 on one H100: {tps_price.source} "
+             f"({tps_price.source_date}). Enter your own measurement here, or override it in the price table.",
     )
     st.markdown("**Managed service**")
-    m1, m2, m3 = st.columns(3)
+    m1, m2 = st.columns(2)
     m1.radio("Pricing", [PRICING_PER_TOKEN, PRICING_BLENDED], key="costs_pricing")
-    m2.selectbox(
-        "Model prices",
-        list(managed_models),
-        format_func=lambda model: (
-            f"{model}: ${managed_models[model][0].value:g} in / ${managed_models[model][1].value:g} out per 1M"
-        ),
-        key="costs_model",
-    )
-    m3.number_input("Blended price (USD per 1M tokens)", min_value=0.0, step=0.01, format="%.4f", key="costs_blended")
+    m2.number_input("Blended price (USD per 1M tokens)", min_value=0.0, step=0.01, format="%.4f", key="costs_blended")
     st.form_submit_button("Update", type="primary", key="costs_submit")
 
 state = st.session_state
 gpu_price = gpu_offers.get(state["costs_gpu_offer"], prices.default("gpu_hourly"))
 input_price, output_price = managed_models.get(state["costs_model"], prices.managed_prices())
 blended = state["costs_pricing"] == PRICING_BLENDED
+load_hours, demand_days = costs.demand_profile(
+    state["costs_demand"], custom_hours_per_day=state["costs_load_hours"], custom_days_per_month=state["costs_days"],
+    business_hours_per_day=state["costs_business_hours"], working_days_per_month=state["costs_working_days"])
+serving = costs.serving_plan(prices, model=state["costs_model"], gpu_offer=gpu_price.key,
+                             precision=state["costs_precision"],
+                             context_tokens=state["costs_input_tokens"] + state["costs_output_tokens"])
+if not serving.fits:
+    st.error(f"Your own GPU cannot serve this model: {serving.notes[0]}", icon=":material/block:")
+    st.stop()
 try:
     scenario = costs.CostScenario(
         queries_per_day=state["costs_queries"],
         input_tokens_per_query=state["costs_input_tokens"],
         output_tokens_per_query=state["costs_output_tokens"],
-        days_per_month=state["costs_days"],
+        demand_days_per_month=demand_days,
         gpu_hourly=gpu_price.value,
         gpus=int(state["costs_gpus"]),
+        gpus_per_replica=serving.tensor_parallel,
         business_hours_per_day=state["costs_business_hours"],
         working_days_per_month=state["costs_working_days"],
         custom_hours_per_month=state["costs_custom_hours"] or None,
         input_price_per_million=None if blended else input_price.value,
         output_price_per_million=None if blended else output_price.value,
         blended_price_per_million=state["costs_blended"] if blended else None,
-        gpu_tokens_per_second=state["costs_tps"],
-        load_hours_per_day=state["costs_load_hours"],
+        gpu_tokens_per_second=state["costs_tps"] or serving.tokens_per_second,
+        load_hours_per_day=load_hours,
     )
 except ValueError as exc:
     st.error(f"This scenario does not add up: {exc}.")
@@ -194,7 +211,7 @@ columns[0].metric(
     money(estimate.managed_monthly),
     help=(
         f"queries a day × days a month × cost per query = {number(scenario.queries_per_day)} × "
-        f"{number(scenario.days_per_month)} × ${estimate.managed_cost_per_query:.6f}"
+        f"{number(scenario.demand_days)} × ${estimate.managed_cost_per_query:.6f}"
     ),
     border=True,
 )
@@ -203,11 +220,14 @@ for column, cost in zip(columns[1:], estimate.gpu_modes.values()):
     column.metric(
         f"GPU, {cost.label}",
         money(cost.monthly),
-        delta=f"{'+' if difference >= 0 else '−'}{money(abs(difference))} vs managed",
-        delta_color="inverse",
+        # An ASCII minus, so that a saving gets a downward, green arrow with the inverse colours.
+        delta=(f"{'+' if difference >= 0 else '-'}{money(abs(difference))} vs managed" if cost.covers_demand
+               else f"covers {cost.coverage:.0%} of the demand"),
+        delta_color="inverse" if cost.covers_demand else "off",
         help=(
             f"billed hours × hourly rate × GPUs = {number(cost.billed_hours_per_month)} h × "
             f"${scenario.gpu_hourly:g} × {cost.gpus}"
+            + ("" if cost.covers_demand else f". Not comparable: it {cost.coverage_note}.")
         ),
         border=True,
     )
@@ -215,16 +235,28 @@ for column, cost in zip(columns[1:], estimate.gpu_modes.values()):
 
 capacity = estimate.queries_per_gpu_per_day
 capacity_text = number(math.floor(capacity)) if math.isfinite(capacity) else "unlimited"
+replica = "one GPU" if scenario.gpus_per_replica == 1 else f"one replica ({scenario.gpus_per_replica} GPUs)"
 st.markdown(
-    f"**Capacity:** one GPU at {number(scenario.gpu_tokens_per_second)} tokens/s over "
+    f"**Capacity:** {replica} at {number(scenario.gpu_tokens_per_second)} tokens/s over "
     f"{number(scenario.effective_load_hours)} h serves {capacity_text} queries a day; "
     f"{number(scenario.queries_per_day)} a day need **{estimate.gpus_needed} GPU{'s' if estimate.gpus_needed > 1 else ''}**"
     + (
         f", so {costs.gpus_billed(scenario)} are billed."
-        if costs.gpus_billed(scenario) > 1
+        if costs.gpus_billed(scenario) > estimate.gpus_needed
         else "."
     )
 )
+throughput_from = ("your figure entered above" if state["costs_tps"]
+                   else f"{serving.throughput_basis}; {serving.throughput_age()}")
+st.caption(
+    f"Serving plan: {state['costs_model']} in {serving.precision} needs {serving.needed_gb:,.1f} GB a replica "
+    f"(weights {serving.weights_gb:,.1f} + KV cache {serving.kv_cache_gb:,.1f} for {serving.concurrent_sequences} "
+    f"answers of {serving.context_tokens:,} tokens + runtime {serving.overhead_gb:,.1f}) on {serving.gpu.label} "
+    f"({serving.usable_gb_per_gpu:,.0f} GB usable each): {scenario.gpus_per_replica} GPU"
+    f"{'s' if scenario.gpus_per_replica > 1 else ''} a replica. Throughput: {throughput_from}."
+)
+for note in serving.notes:
+    st.warning(note[:1].upper() + note[1:] + ".", icon=":material/memory:")
 
 with st.expander("How these figures are worked out", expanded=False):
     if blended:
@@ -240,12 +272,12 @@ with st.expander("How these figures are worked out", expanded=False):
     lines = [
         f"Daily tokens = {number(scenario.queries_per_day)} × ({number(scenario.input_tokens_per_query)} + "
         f"{number(scenario.output_tokens_per_query)}) = **{number(estimate.daily_tokens)}**",
-        f"Monthly tokens = {number(estimate.daily_tokens)} × {number(scenario.days_per_month)} days = "
+        f"Monthly tokens = {number(estimate.daily_tokens)} × {number(scenario.demand_days)} days = "
         f"**{number(estimate.monthly_tokens)}**",
         f"Managed cost per query = {per_query} = **${estimate.managed_cost_per_query:.6f}**",
-        f"Managed per month = {number(scenario.queries_per_day)} × {number(scenario.days_per_month)} × "
+        f"Managed per month = {number(scenario.queries_per_day)} × {number(scenario.demand_days)} × "
         f"${estimate.managed_cost_per_query:.6f} = **{money(estimate.managed_monthly)}**",
-        f"One GPU's capacity = {number(scenario.gpu_tokens_per_second)} tokens/s × "
+        f"One replica's capacity = {number(scenario.gpu_tokens_per_second)} tokens/s × "
         f"{number(scenario.effective_load_hours)} h × 3600 / {number(scenario.output_tokens_per_query)} tokens = "
         f"**{capacity_text} queries a day**",
         f"GPUs billed = max({scenario.gpus} rented, ⌈{number(scenario.queries_per_day)} / "
@@ -257,7 +289,7 @@ with st.expander("How these figures are worked out", expanded=False):
             f"**{money(cost.monthly)}**"
         )
         per_gpu = cost.billed_hours_per_month * scenario.gpu_hourly
-        per_query_month = scenario.days_per_month * estimate.managed_cost_per_query
+        per_query_month = scenario.demand_days * estimate.managed_cost_per_query
         if cost.break_even_queries_per_day is None:
             lines.append(
                 f"Break-even, {cost.label}: **never**: a GPU costs {money(per_gpu)} for at most "
@@ -296,8 +328,10 @@ for mode, cost in estimate.gpu_modes.items():
         go.Scatter(
             x=xs,
             y=curves[mode],
-            name=f"GPU, {cost.label}" + (" (never breaks even)" if cost.break_even_queries_per_day is None else ""),
-            line={"color": COLOURS[mode]},
+            name=f"GPU, {cost.label}" + (
+                " (does not cover the demand)" if not cost.covers_demand
+                else " (never breaks even)" if cost.break_even_queries_per_day is None else ""),
+            line={"color": COLOURS[mode], "dash": None if cost.covers_demand else "dot"},
         )
     )
     if cost.break_even_queries_per_day:
@@ -340,6 +374,25 @@ if log_axes:
     figure.update_yaxes(type="log")
 st.plotly_chart(figure, key="costs_chart")
 
+# --- Sensitivity --------------------------------------------------------------------------------
+
+st.subheader("Where the answer flips")
+rows = costs.sensitivity(scenario)
+st.dataframe(
+    pd.DataFrame([
+        {"Input": costs.report.VARIABLES[row.variable], "×": f"{row.factor:g}", "Value": row.value,
+         "Managed": money(row.managed_monthly),
+         "Cheapest GPU that serves it": f"{money(row.gpu_monthly)} ({costs.MODE_LABELS[row.gpu_mode]})",
+         "Cheaper": "managed" if row.recommended == "managed" else f"GPU, {costs.MODE_LABELS[row.recommended]}"}
+        for row in rows
+    ]),
+    hide_index=True,
+    key="costs_sensitivity",
+)
+changes = costs.flips(rows)
+st.caption(("The recommendation flips: " + "; ".join(changes) + ".") if changes
+           else "The recommendation does not flip within these ranges.")
+
 # --- One-time fine-tuning -------------------------------------------------------------------------
 
 st.subheader("One-time fine-tuning")
@@ -347,7 +400,7 @@ choices = dataset_choices()
 active = st.session_state.get("active_dataset_id")
 if "costs_dataset" not in st.session_state or st.session_state["costs_dataset"] not in choices:
     st.session_state["costs_dataset"] = f"id:{active}" if f"id:{active}" in choices else next(iter(choices))
-f1, f2, f3 = st.columns([2, 1, 2])
+f1, f2, f3, f4 = st.columns([2, 1, 2, 1])
 f1.selectbox(
     "Dataset",
     list(choices),
@@ -356,7 +409,8 @@ f1.selectbox(
     help="Defaults to the dataset chosen on the Dataset page.",
 )
 epochs = f2.number_input("Epochs", min_value=1, max_value=50, value=3, step=1, key="costs_epochs")
-base_model = f3.selectbox("Base model (sets the price tier)", list(managed_models), key="costs_base_model")
+base_model = f3.selectbox("Base model (chat template and price tier)", list(managed_models), key="costs_base_model")
+packing = f4.checkbox("Packing", value=True, key="costs_packing", help="The service's default")
 dataset_path = choices[st.session_state["costs_dataset"]][1]
 training_price = costs.training_price_per_million(base_model, prices)
 if training_price is None:
@@ -365,47 +419,54 @@ if training_price is None:
         "Price per 1M training tokens (USD)", min_value=0.0, value=1.0, step=0.1, key="costs_training_price"
     )
 
-tokens = None
+trained = None
 try:
-    tokens, approximate = dataset_tokens(dataset_path, Path(dataset_path).stat().st_mtime)
-except ImportError:
-    st.warning("Token counting is not available yet (legalft.data.stats is missing).")
+    trained = trained_tokens(dataset_path, Path(dataset_path).stat().st_mtime, base_model, float(epochs), packing)
 except (OSError, ValueError, RuntimeError) as exc:
     st.error(f"Cannot count the tokens of {dataset_path}: {exc}")
 
 st.markdown("**Billed GPU minutes on your own GPU** (reference run: 25 + 10 + 8 + 4 = 47)")
+past = {run.job_id: run for run in costs.measured_runs()}
+measured = st.selectbox(
+    "Training speed", ["reference", *past], key="costs_measured_run",
+    format_func=lambda key: "The reference run's 10 training minutes, or the figures below" if key == "reference"
+    else f"Measured: {past[key].label}",
+    help="A finished run of yours measured its training tokens a second; use it in place of the article's minutes.",
+)
 t1, t2, t3, t4, t5 = st.columns(5)
 setup = t1.number_input("Setup", min_value=0.0, value=25.0, step=1.0, key="costs_setup_minutes")
 train_tps = t5.number_input(
-    "Measured training tokens/s (0 = use minutes)", min_value=0.0, value=0.0, step=100.0, key="costs_train_tps"
+    "Measured training tokens/s (0 = use minutes)", min_value=0.0, value=0.0, step=100.0, key="costs_train_tps",
+    help="Tokens a trainer processes per second (template + text, not the service's count)",
 )
-if train_tps > 0 and tokens is not None:
-    training_minutes = costs.estimate_training_minutes(tokens * epochs, train_tps)
+if measured in past:
+    train_tps = past[measured].tokens_per_second
+    if past[measured].device == "cpu":
+        st.caption("That run was on a CPU: a GPU trains much faster, so its minutes overstate a GPU's.")
+if train_tps > 0 and trained is not None:
+    training_minutes = costs.estimate_training_minutes(trained.sequence_total, train_tps)
     t2.metric("Training (estimated)", f"{training_minutes:.1f}", help="trained tokens / tokens per second / 60")
 else:
     training_minutes = t2.number_input("Training", min_value=0.0, value=10.0, step=1.0, key="costs_training_minutes")
 merge = t3.number_input("Merge", min_value=0.0, value=8.0, step=1.0, key="costs_merge_minutes")
 serve = t4.number_input("Server start", min_value=0.0, value=4.0, step=1.0, key="costs_serve_minutes")
-gpu_one_time = costs.estimate_gpu_one_time_cost(
-    scenario.gpu_hourly, costs.GpuMinutes(setup=setup, training=training_minutes, merge=merge, serve_start=serve)
+gpu_one_time = costs.one_time_gpu_cost(
+    prices, hourly_rate=scenario.gpu_hourly,
+    minutes=costs.GpuMinutes(setup=setup, training=training_minutes, merge=merge, serve_start=serve),
 )
 
 o1, o2 = st.columns(2)
-if tokens is not None:
-    managed_training = costs.estimate_managed_training_cost(tokens, epochs, training_price)
-    label = "approximate: no tokenizer" if approximate else "counted with a tokenizer"
-    o1.metric("Managed fine-tuning", money(managed_training), border=True)
+managed_training = None
+if trained is not None:
+    managed = costs.estimate_managed_training(trained, prices, training_price)
+    managed_training = managed.cost
+    o1.metric("Managed fine-tuning", costs.format_money(managed.cost), border=True)
     o1.caption(
-        f"{tokens:,} dataset tokens ({label}) × {epochs} epochs = {tokens * epochs:,} trained tokens × "
-        f"${training_price:g} per 1M"
+        f"{trained.per_epoch:,} trained tokens per epoch × {epochs} epochs = {trained.total:,} trained tokens × "
+        f"${training_price:g} per 1M ({'approximate' if trained.approximate else 'counted'}: {trained.basis})"
     )
-else:
-    managed_training = None
-o2.metric("Own GPU, to first answer", money(gpu_one_time.cost), border=True)
-o2.caption(
-    f"{number(setup)} + {training_minutes:.1f} + {number(merge)} + {number(serve)} = "
-    f"{gpu_one_time.minutes.total:.1f} min × ${scenario.gpu_hourly:g}/h ({gpu_price.label})"
-)
+o2.metric("Own GPU, to first answer", costs.format_money(gpu_one_time.cost), border=True)
+o2.caption(f"{gpu_one_time.basis[:1].upper()}{gpu_one_time.basis[1:]}")
 
 if managed_training is not None:
     totals = costs.first_month_totals(estimate, managed_training, gpu_one_time.cost)
@@ -416,6 +477,14 @@ if managed_training is not None:
                      "First month of use": money(cost.monthly), "First-month total": money(totals.gpu[mode])})
     st.markdown("**First-month total**")
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="costs_first_month")
+
+report_text = costs.scenario_report(
+    estimate, prices, serving=serving, model=state["costs_model"],
+    managed_training=managed if trained is not None else None, gpu_one_time=gpu_one_time,
+    used_prices=[gpu_price.key, tps_price.key] + ([] if blended else [input_price.key, output_price.key]),
+)
+st.download_button("Download the one-page report (markdown)", report_text, file_name="legalft-cost-report.md",
+                   mime="text/markdown", key="costs_report", icon=":material/download:")
 
 # --- Prices -------------------------------------------------------------------------------------
 
@@ -433,8 +502,9 @@ table = pd.DataFrame(
             "Price": price.label,
             "Value": price.value,
             "Age": costs.price_age(price, today),
-            "Source date": price.source_date or "undated",
-            "Source": price.source,
+            "Source date": (price.overridden_at or "")[:10] if price.overridden else (price.source_date or "undated"),
+            "Source": (f"your figure (the catalogue's: {price.catalogue_value:g}, {price.source}, "
+                       f"{price.source_date or 'undated'})" if price.overridden else price.source),
             "Your override": "yes" if price.overridden else "",
             "Catalogue value": price.catalogue_value,
             "Unit": price.unit,

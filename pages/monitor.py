@@ -7,8 +7,8 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from legalft import costs, monitor
 from legalft import managed as tf
-from legalft import monitor
 from legalft.endpoints import list_endpoints
 from legalft.errors import LegalftError, ServiceError, render_error
 from legalft.jobs import list_checkpoints, list_jobs
@@ -108,10 +108,10 @@ def _render(job_id: str) -> bool:
     head[0].markdown(f"### {job.id}\n{monitor.PATH_LABELS.get(job.path, job.path)} · `{job.base_model}`")
     head[1].metric("Status", job.status)
     head[2].metric("Duration", monitor.format_duration(monitor.duration_seconds(job)))
-    head[3].metric("Cost (est. → actual)",
-                   f"${job.estimated_cost:,.2f}" if job.estimated_cost is not None else "—",
-                   delta=f"actual ${job.actual_cost:,.2f}" if job.actual_cost is not None else None,
-                   delta_color="off")
+    spent = costs.job_cost(job)
+    head[3].metric("Cost (est. → actual)", costs.format_money(spent.estimate) if spent.estimate is not None else "—",
+                   delta=f"actual {costs.format_money(spent.actual)}" if spent.actual is not None else "actual: not yet",
+                   delta_color="off", help=f"Estimate: {spent.estimate_basis}. Actual: {spent.actual_basis}.")
     fraction = view.fraction
     label = f"step {view.step or 0} of {view.total_steps or '?'}"
     if view.seconds_left is not None:

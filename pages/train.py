@@ -9,7 +9,6 @@ from legalft import costs
 from legalft import managed as tf
 from legalft.data.registry import list_datasets
 from legalft.data.split import split_file
-from legalft.data.stats import compute_stats
 from legalft.errors import ServiceError
 from legalft.home import subdir
 from legalft.train import (
@@ -30,10 +29,12 @@ def widget_key(setting_key: str) -> str:
     return "train_" + setting_key.replace(".", "__")
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _tokens(path: str, sha: str) -> tuple[int, bool]:
-    stats = compute_stats(path)
-    return stats.total_tokens, stats.tokens_are_approximate
+@st.cache_data(show_spinner=False, max_entries=32)
+def _trained_tokens(path: str, sha: str, model: str = costs.DEFAULT_TRAINING_MODEL, epochs: float = 1,
+                    packing: bool = True, context_length: int | None = None) -> costs.TrainedTokens:
+    """The one trained-token estimate (legalft.costs), cached per file content and setting."""
+    return costs.estimate_trained_tokens(path, model=model, epochs=epochs, packing=packing,
+                                         context_length=context_length)
 
 
 @st.cache_resource(show_spinner="Looking for GPUs …")
@@ -62,10 +63,11 @@ st.subheader("1 · Dataset")
 dataset_id = st.selectbox("Registered dataset", list(by_id), key="train_dataset",
                           format_func=lambda i: f"#{i} {by_id[i].name} ({by_id[i].kept_records:,} records)")
 dataset = by_id[dataset_id]
-tokens, approximate = _tokens(dataset.path, dataset.sha256)
+dataset_tokens = _trained_tokens(dataset.path, dataset.sha256)
 d1, d2, d3 = st.columns(3)
 d1.metric("Records", f"{dataset.kept_records:,}")
-d2.metric("Tokens per epoch", f"{tokens:,}", help="Approximate: characters ÷ 4" if approximate else None)
+d2.metric("Trained tokens per epoch", f"{dataset_tokens.per_epoch:,}",
+          help=f"As Token Factory counts them for {dataset_tokens.model}: {dataset_tokens.basis}")
 hold_out = d3.number_input("Validation hold-out (grouped by Act)", 0.0, 0.5, 0.1, 0.05, key="train_holdout",
                            help="A held-out share gives the validation-loss curve; 0 trains on everything.")
 
@@ -175,16 +177,9 @@ if path.startswith("Cloud"):
             st.caption(note)
 
     st.subheader("5 · Cost before launch")
-    prices = costs.effective_prices()
-    rate = prices.default("gpu_hourly").value
-    epochs = float(overrides["sft.num_train_epochs"])
-    trained_tokens = tokens * epochs
-    tps = prices.default("gpu_tokens_per_second").value
-    minutes = costs.GpuMinutes(training=max(1.0, costs.estimate_training_minutes(trained_tokens, tps * 0.5)))
-    one_time = costs.estimate_gpu_one_time_cost(rate, minutes)
-    st.metric("One-time GPU cost (setup, training, merge, server start)", f"${one_time.cost:,.2f}",
-              help=f"{minutes.total:.0f} billed minutes at ${rate:.2f}/GPU-hour ({prices.default('gpu_hourly').label}); "
-                   f"training minutes estimated from {trained_tokens:,.0f} trained tokens.")
+    one_time = costs.one_time_gpu_cost(costs.effective_prices())
+    st.metric("One-time GPU cost (setup, training, merge, server start)", costs.format_money(one_time.cost),
+              help=f"{one_time.basis}. The Costs page and `legalft cost training` give the same figure.")
     if not hardware.has_gpu:
         st.caption("This machine has no GPU: the run trains on the CPU, which suits the smoke recipe and tiny models.")
 
@@ -240,10 +235,11 @@ else:
     report = _preflight(train_path, f"{dataset.sha256}-{hold_out:.2f}")
     p1, p2, p3 = st.columns(3)
     p1.metric("Records to upload", f"{report.records:,}")
-    p2.metric("Tokens per epoch", f"{report.estimated_tokens:,}")
-    cost = report.estimated_cost(model, int(n_epochs))
-    p3.metric("Training cost", f"${cost:,.2f}" if cost is not None else "no price",
-              help="tokens × epochs × the catalogue's price per 1M training tokens")
+    trained = _trained_tokens(train_path, f"{dataset.sha256}-{hold_out:.2f}", model, float(n_epochs), packing,
+                              int(context) or None)
+    training_cost = costs.estimate_managed_training(trained)
+    p2.metric("Trained tokens per epoch", f"{trained.per_epoch:,}", help=trained.basis)
+    p3.metric("Training cost", costs.format_money(training_cost.cost), help=training_cost.basis)
     for error in report.errors:
         st.error(error)
     for warning in report.warnings:

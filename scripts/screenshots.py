@@ -49,7 +49,11 @@ def main() -> int:
     train, val, _ = split_file(dataset.path, home.parent / "split", 0.1, group_by_act=True)
     config = load_recipe("smoke").with_overrides({"sft.num_train_epochs": 3, "sft.eval_strategy": "steps",
                                                   "sft.eval_steps": 8, "validation_file": str(val)})
-    local = start_training(config, train, validation_path=val, dataset_id=dataset.id, name="smoke", estimated_cost=1.87)
+    from legalft import costs
+
+    estimate = round(costs.one_time_gpu_cost().cost, 2)  # what the Train page records
+    local = start_training(config, train, validation_path=val, dataset_id=dataset.id, name="smoke",
+                           estimated_cost=estimate)
     managed = tf.launch_job(train, tf.LaunchConfig(n_epochs=4, suffix="uk-legal"), validation=val)
     tf.wait_for_job(managed.id, poll_seconds=0.5, timeout=120)
     endpoint = tf.deploy_checkpoint(managed.id, name="uk-legal")

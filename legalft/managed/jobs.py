@@ -58,7 +58,8 @@ def launch_job(
     job = create_job(
         PATH, status="validating_files", name=name or config.suffix, base_model=config.model,
         dataset_path=train.upload_path, config={**asdict(config), "hyperparameters": config.hyperparameters()},
-        remote={"base_url": client.base_url}, estimated_cost=train.estimated_cost(config.model, config.n_epochs),
+        remote={"base_url": client.base_url}, estimated_cost=train.estimated_cost(
+            config.model, config.n_epochs, config.packing, config.context_length),
         progress={"stage": "uploading", "preflight": {r: rep.to_dict() for r, rep in reports.items()}},
     )
     log.info("launching Token Factory job %s on %s", job.id, config.model)

@@ -11,7 +11,6 @@ from legalft.errors import BadRequest
 from legalft.home import subdir
 
 MAX_FILE_BYTES = 5 * 1024**3
-CHARS_PER_TOKEN = 4.0
 
 
 class PreflightError(BadRequest):
@@ -37,7 +36,7 @@ class PreflightReport:
     records: int = 0
     bytes: int = 0
     estimated_tokens: int = 0
-    """Tokens in one pass over the upload file (characters / 4)."""
+    """Trained tokens per epoch as the service counts them (``legalft.costs.estimate_trained_tokens``)."""
     errors: list[str] = field(default_factory=list)
     """Breaks of the service's rules; any one blocks the upload."""
     warnings: list[str] = field(default_factory=list)
@@ -46,14 +45,16 @@ class PreflightReport:
     def ok(self) -> bool:
         return not self.errors and self.upload_path is not None
 
-    def estimated_cost(self, model: str, epochs: int) -> float | None:
-        """Training cost in USD: tokens × epochs × the catalogue's price; None where no price is known."""
-        from legalft.costs import training_price_per_million
+    def estimated_cost(self, model: str, epochs: int, packing: bool = True,
+                       context_length: int | None = None) -> float | None:
+        """Training cost in USD from the one trained-token estimator (``legalft.costs``); None without a price."""
+        from legalft import costs
 
-        price = training_price_per_million(model)
-        if price is None:
+        if self.upload_path is None:
             return None
-        return self.estimated_tokens * epochs * price / 1e6
+        tokens = costs.estimate_trained_tokens(self.upload_path, model=model, epochs=epochs, packing=packing,
+                                               context_length=context_length)
+        return costs.estimate_managed_training(tokens).cost
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
@@ -99,7 +100,6 @@ def check_service_rules(upload: Path, report: PreflightReport) -> None:
     if report.bytes > MAX_FILE_BYTES:
         report.errors.append(
             f"the clean file is {report.bytes / 1024**3:.2f} GB; the service's limit is 5 GB: split it")
-    characters = 0
     bad_lines: list[int] = []
     with open(upload, encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
@@ -109,11 +109,8 @@ def check_service_rules(upload: Path, report: PreflightReport) -> None:
             report.records += 1
             if "messages" in record:
                 messages = record["messages"]
-                characters += sum(len(m.get("content", "")) for m in messages)
                 if not messages or messages[-1].get("role") != "assistant":
                     bad_lines.append(number)
-            else:
-                characters += sum(len(str(record.get(k, ""))) for k in ("prompt", "completion", "text"))
     if bad_lines:
         shown = ", ".join(map(str, bad_lines[:10])) + (" ..." if len(bad_lines) > 10 else "")
         report.errors.append(
@@ -122,7 +119,9 @@ def check_service_rules(upload: Path, report: PreflightReport) -> None:
         report.errors.append("no records are left after cleaning: check the file's format")
     elif report.records < 10:
         report.warnings.append(f"only {report.records} records: fine-tuning on so few rarely helps")
-    report.estimated_tokens = int(characters / CHARS_PER_TOKEN)
+    from legalft.costs import estimate_trained_tokens
+
+    report.estimated_tokens = estimate_trained_tokens(upload).per_epoch
 
 
 # --- the client -----------------------------------------------------------------------------------

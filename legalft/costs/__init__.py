@@ -45,6 +45,34 @@ MODE_LABELS = {
     MODE_CUSTOM: "custom hours",
 }
 
+DEMAND_24_7 = "24_7"
+DEMAND_BUSINESS_HOURS = "business_hours"
+DEMAND_CUSTOM = "custom"
+
+
+def demand_profile(
+    kind: str,
+    *,
+    custom_hours_per_day: float = 8,
+    custom_days_per_month: float = 30,
+    business_hours_per_day: float = 8,
+    working_days_per_month: float = 20,
+    days_in_month: float = 30,
+) -> tuple[float, float]:
+    """(hours a day, days a month) in which queries arrive, for a demand profile.
+
+    ``24_7``: around the clock every day; ``business_hours``: the business hours on working days;
+    ``custom``: the given hours and days. Both paths then serve the same queries.
+    """
+    if kind == DEMAND_24_7:
+        return float(HOURS_PER_DAY), float(days_in_month)
+    if kind == DEMAND_BUSINESS_HOURS:
+        return float(business_hours_per_day), float(working_days_per_month)
+    if kind == DEMAND_CUSTOM:
+        return float(custom_hours_per_day), float(custom_days_per_month)
+    raise ValueError(f"unknown demand profile {kind!r}; expected 24_7, business_hours or custom")
+
+
 # The reference decision scenario: a firm of 30 lawyers.
 REFERENCE_SCENARIO = {
     "queries_per_day": 500,
@@ -84,6 +112,8 @@ class Price:
     """For inference prices: the model the price is for."""
     max_params_billion: float | None = None
     """For training prices: the tier holds models strictly below this size."""
+    gpu: str | None = None
+    """For GPU prices: the GPU type (a key of ``data/serving.toml``'s [gpus]); None when not stated."""
     catalogue_value: float | None = None
     """The catalogue's own value (differs from ``value`` when overridden)."""
     overridden_at: str | None = None
@@ -157,6 +187,7 @@ def load_catalogue(path: str | Path | None = None) -> PriceCatalogue:
             note=entry.get("note", ""),
             model=entry.get("model"),
             max_params_billion=entry.get("max_params_billion"),
+            gpu=entry.get("gpu"),
             catalogue_value=value,
         )
     catalogue = PriceCatalogue(prices=prices, defaults=dict(data.get("defaults", {})), currency=data.get("currency", "USD"))
@@ -304,9 +335,11 @@ class CostScenario:
     blended_price_per_million: float | None = None
     """Managed service: one USD price per 1M tokens, input and output alike."""
     days_per_month: float = 30
-    """Days a month on which queries arrive; also the days a 24/7 GPU is billed."""
+    """Days in the month: the days a 24/7 GPU is billed, and by default the days queries arrive."""
     gpus: int = 1
     """GPUs rented at least (more are added when the load needs them)."""
+    gpus_per_replica: int = 1
+    """GPUs one copy of the model needs (tensor parallel; see ``legalft.costs.serving.plan_serving``)."""
     business_hours_per_day: float = 8
     """Business-hours billing: hours a day the GPU runs."""
     working_days_per_month: float = 20
@@ -314,9 +347,11 @@ class CostScenario:
     custom_hours_per_month: float | None = None
     """Custom billing: GPU hours a month; None leaves this mode out."""
     gpu_tokens_per_second: float | None = None
-    """Generation throughput of one GPU (output tokens/s); None assumes one GPU is always enough."""
+    """Generation throughput of one replica (output tokens/s); None assumes one replica is always enough."""
     load_hours_per_day: float | None = None
     """Hours a day in which the day's queries arrive, for capacity; None means business hours."""
+    demand_days_per_month: float | None = None
+    """Days a month on which queries arrive (the managed side bills these); None means days_per_month."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -334,6 +369,8 @@ class CostScenario:
             problems.append("days_per_month must be between 1 and 31")
         if self.gpus < 1 or int(self.gpus) != self.gpus:
             problems.append("gpus must be a whole number ≥ 1")
+        if self.gpus_per_replica < 1 or int(self.gpus_per_replica) != self.gpus_per_replica:
+            problems.append("gpus_per_replica must be a whole number ≥ 1")
         if not 0 < self.business_hours_per_day <= HOURS_PER_DAY:
             problems.append("business_hours_per_day must be between 0 and 24")
         if not 0 < self.working_days_per_month <= self.days_per_month:
@@ -351,12 +388,19 @@ class CostScenario:
             problems.append("gpu_tokens_per_second must be > 0 (leave it unset to ignore capacity)")
         if self.load_hours_per_day is not None and not 0 < self.load_hours_per_day <= HOURS_PER_DAY:
             problems.append("load_hours_per_day must be between 0 and 24")
+        if self.demand_days_per_month is not None and not 0 < self.demand_days_per_month <= self.days_per_month:
+            problems.append(f"demand_days_per_month must be between 1 and days_per_month ({self.days_per_month:g})")
         if problems:
             raise ValueError("; ".join(problems))
 
     @property
     def uses_blended_price(self) -> bool:
         return self.blended_price_per_million is not None
+
+    @property
+    def demand_days(self) -> float:
+        """Days a month on which queries arrive."""
+        return self.demand_days_per_month if self.demand_days_per_month is not None else self.days_per_month
 
     @property
     def effective_load_hours(self) -> float:
@@ -370,22 +414,75 @@ class CostScenario:
         return modes
 
 
-def build_scenario(prices: PriceCatalogue | None = None, *, managed_model: str | None = None, **fields: Any) -> CostScenario:
+class ModelDoesNotFit(ValueError):
+    """The model cannot be served on the chosen GPU type at all (one node is not enough)."""
+
+    def __init__(self, plan: "ServingPlan"):
+        super().__init__(plan.notes[0])
+        self.plan = plan
+
+
+def serving_plan(
+    prices: PriceCatalogue | None = None,
+    *,
+    model: str | None = None,
+    gpu_offer: str | None = None,
+    precision: str = "bf16",
+    context_tokens: float = 1200,
+) -> "ServingPlan":
+    """The serving plan for ``model`` on the GPU of the price ``gpu_offer`` (catalogue defaults).
+
+    The base throughput is the catalogue's ``gpu_tokens_per_second`` with the user's override, so
+    a measured figure of one's own replaces the cited one.
+    """
+    prices = prices or effective_prices()
+    offer = prices[gpu_offer] if gpu_offer else prices.default("gpu_hourly")
+    base = prices.default("gpu_tokens_per_second")
+    label = "your own figure" if base.overridden else base.label
+    plan = plan_serving(
+        model or prices.defaults["managed_model"], offer.gpu or "h100", precision, int(round(context_tokens)),
+        base_tokens_per_second=base.value, base_label=label,
+        base_source_date=(base.overridden_at or "")[:10] if base.overridden else base.source_date,
+        base_measured=base.overridden,
+    )
+    if offer.gpu is None:
+        plan.notes.append(f"{offer.label} does not say which GPU it is: an H100 is assumed")
+    return plan
+
+
+def build_scenario(
+    prices: PriceCatalogue | None = None,
+    *,
+    managed_model: str | None = None,
+    gpu_offer: str | None = None,
+    precision: str = "bf16",
+    **fields: Any,
+) -> CostScenario:
     """A scenario whose unset prices come from the catalogue (with the user's overrides).
 
     Unset means absent or None. Input and output prices are filled only when no blended
-    price is given; the throughput is filled unless ``gpu_tokens_per_second`` is given.
+    price is given. Unless ``gpu_tokens_per_second`` is given, the GPU side is planned for the
+    served model (``managed_model``: the same model on both sides) on the GPU of ``gpu_offer``:
+    GPUs per replica and a replica's throughput (:func:`serving_plan`); a model that does not fit
+    raises :class:`ModelDoesNotFit`.
     """
     prices = prices or effective_prices()
     values = {name: value for name, value in fields.items() if value is not None}
     if "gpu_hourly" not in values:
-        values["gpu_hourly"] = prices.default("gpu_hourly").value
-    if "blended_price_per_million" not in values:
+        values["gpu_hourly"] = (prices[gpu_offer] if gpu_offer else prices.default("gpu_hourly")).value
+    needs_prices = "input_price_per_million" not in values or "output_price_per_million" not in values
+    if "blended_price_per_million" not in values and needs_prices:
         input_price, output_price = prices.managed_prices(managed_model)
         values.setdefault("input_price_per_million", input_price.value)
         values.setdefault("output_price_per_million", output_price.value)
     if "gpu_tokens_per_second" not in values:
-        values["gpu_tokens_per_second"] = prices.default("gpu_tokens_per_second").value
+        context = values.get("input_tokens_per_query", 800) + values.get("output_tokens_per_query", 400)
+        plan = serving_plan(prices, model=managed_model, gpu_offer=gpu_offer, precision=precision,
+                            context_tokens=context)
+        if not plan.fits:
+            raise ModelDoesNotFit(plan)
+        values["gpu_tokens_per_second"] = plan.tokens_per_second
+        values.setdefault("gpus_per_replica", plan.tensor_parallel)
     return CostScenario(**values)
 
 
@@ -403,7 +500,7 @@ def managed_cost_per_query(scenario: CostScenario) -> float:
 def managed_monthly_cost(scenario: CostScenario, queries_per_day: float | None = None) -> float:
     """Managed service per month: queries a day × days a month × cost per query."""
     queries = scenario.queries_per_day if queries_per_day is None else queries_per_day
-    return queries * scenario.days_per_month * managed_cost_per_query(scenario)
+    return queries * scenario.demand_days * managed_cost_per_query(scenario)
 
 
 def billed_hours_per_month(scenario: CostScenario, mode: str) -> float:
@@ -420,9 +517,10 @@ def billed_hours_per_month(scenario: CostScenario, mode: str) -> float:
 
 
 def queries_per_gpu_per_day(scenario: CostScenario) -> float | None:
-    """Queries one GPU can answer in a day; None when no throughput is given (no limit).
+    """Queries one replica (one GPU, or ``gpus_per_replica`` with tensor parallel) answers in a day.
 
-    Generation is the bottleneck, so capacity = tokens/s × load hours × 3600 / output tokens.
+    None when no throughput is given (no limit). Generation is the bottleneck, so capacity =
+    tokens/s × the hours a day the queries arrive × 3600 / output tokens.
     """
     if scenario.gpu_tokens_per_second is None:
         return None
@@ -432,19 +530,29 @@ def queries_per_gpu_per_day(scenario: CostScenario) -> float | None:
     return scenario.gpu_tokens_per_second * seconds / scenario.output_tokens_per_query
 
 
-def gpus_needed(scenario: CostScenario, queries_per_day: float | None = None) -> int:
-    """GPUs the load needs (at least one)."""
+def replicas_needed(scenario: CostScenario, queries_per_day: float | None = None) -> int:
+    """Copies of the model the load needs (at least one)."""
     queries = scenario.queries_per_day if queries_per_day is None else queries_per_day
     capacity = queries_per_gpu_per_day(scenario)
     if capacity is None or queries <= 0:
         return 1
-    # Round before ceil so 2.0000000001 GPUs from float error stays 2.
+    # Round before ceil so 2.0000000001 replicas from float error stays 2.
     return max(1, math.ceil(round(queries / capacity, 9)))
 
 
+def gpus_needed(scenario: CostScenario, queries_per_day: float | None = None) -> int:
+    """GPUs the load needs: replicas × GPUs per replica."""
+    return replicas_needed(scenario, queries_per_day) * scenario.gpus_per_replica
+
+
+def _min_replicas(scenario: CostScenario) -> int:
+    return math.ceil(scenario.gpus / scenario.gpus_per_replica)
+
+
 def gpus_billed(scenario: CostScenario, queries_per_day: float | None = None) -> int:
-    """GPUs paid for: what the user rents, raised to what the load needs."""
-    return max(scenario.gpus, gpus_needed(scenario, queries_per_day))
+    """GPUs paid for: what the user rents (in whole replicas), raised to what the load needs."""
+    replicas = max(_min_replicas(scenario), replicas_needed(scenario, queries_per_day))
+    return replicas * scenario.gpus_per_replica
 
 
 def gpu_monthly_cost(scenario: CostScenario, mode: str, queries_per_day: float | None = None) -> float:
@@ -455,29 +563,59 @@ def gpu_monthly_cost(scenario: CostScenario, mode: str, queries_per_day: float |
 def break_even_queries_per_day(scenario: CostScenario, mode: str) -> int | None:
     """The fewest whole queries a day at which the GPU is strictly cheaper; None if never.
 
-    With n GPUs the GPU costs n × G a month while the managed service costs q × m, so the GPU
-    wins once q > n × G / m. The load fits n GPUs only up to n × capacity, so a crossing exists
-    exactly when G / m is below one GPU's capacity: when a fully loaded GPU is cheaper per query.
+    With n replicas the GPU costs n × G a month (G: one replica's GPUs) while the managed service
+    costs q × m, so the GPU wins once q > n × G / m. The load fits n replicas only up to
+    n × capacity, so a crossing exists exactly when G / m is below one replica's capacity: when a
+    fully loaded replica is cheaper per query.
     """
-    per_query_month = scenario.days_per_month * managed_cost_per_query(scenario)  # m
-    per_gpu_month = billed_hours_per_month(scenario, mode) * scenario.gpu_hourly  # G
+    per_query_month = scenario.demand_days * managed_cost_per_query(scenario)  # m
+    per_gpu_month = billed_hours_per_month(scenario, mode) * scenario.gpu_hourly * scenario.gpus_per_replica  # G
     if per_query_month <= 0:
         return None  # a free managed service is never beaten
     # Rounded so that prices which tie exactly (2124 / 0.0012) are not split by float error.
     per_gpu_queries = round(per_gpu_month / per_query_month, 6)  # G / m
     capacity = queries_per_gpu_per_day(scenario)
+    floor = _min_replicas(scenario)
     if capacity is None:
-        return math.floor(round(scenario.gpus * per_gpu_queries, 6)) + 1
+        return math.floor(round(floor * per_gpu_queries, 6)) + 1
     if per_gpu_queries >= capacity:
         return None
-    # Scan the GPU counts from the minimum rented: the crossing is in the first band, unless
+    # Scan the replica counts from the minimum rented: the crossing is in the first band, unless
     # whole-query rounding pushes it into the next.
-    for n in range(scenario.gpus, scenario.gpus + 3):
-        lower = 0 if n == scenario.gpus else (n - 1) * capacity
+    for n in range(floor, floor + 3):
+        lower = 0 if n == floor else (n - 1) * capacity
         first = max(math.floor(round(n * per_gpu_queries, 6)), math.floor(lower)) + 1
         if first <= n * capacity:
             return first
     return None
+
+
+def demand_coverage(scenario: CostScenario, mode: str) -> tuple[float, str]:
+    """Share of the demand's hours a billing mode runs for (1.0 = covers it), and why not.
+
+    Queries arrive over ``effective_load_hours`` a day on ``demand_days`` days, and the managed
+    service answers all of them; a GPU that is off for some of those hours cannot, so it is not
+    a like-for-like alternative and must not be shown as the cheaper one.
+    """
+    load, days = scenario.effective_load_hours, scenario.demand_days
+    demand_hours = load * days
+    if mode == MODE_24_7 or demand_hours <= 0:
+        return 1.0, ""
+    if mode == MODE_BUSINESS_HOURS:
+        hours, run_days = scenario.business_hours_per_day, scenario.working_days_per_month
+        share = min(hours, load) * min(run_days, days) / demand_hours
+        gaps = []
+        if hours < load:
+            gaps.append(f"queries arrive over {load:g} h a day, it runs {hours:g} h")
+        if run_days < days:
+            gaps.append(f"queries arrive on {days:g} days a month, it runs on {run_days:g}")
+    else:
+        hours = billed_hours_per_month(scenario, mode)
+        share = min(1.0, hours / demand_hours)
+        gaps = [f"queries arrive over {demand_hours:g} h a month ({load:g} h × {days:g} days), it runs {hours:g} h"]
+    if share >= 1 - 1e-9:
+        return 1.0, ""
+    return share, f"does not cover the demand: {'; '.join(gaps)} (it could answer at most {share:.0%} of the queries)"
 
 
 @dataclass(frozen=True)
@@ -494,6 +632,14 @@ class GpuModeCost:
     """USD a month, unrounded."""
     break_even_queries_per_day: int | None
     """Fewest queries a day at which this mode is cheaper than managed; None if never."""
+    coverage: float = 1.0
+    """Share of the demand's hours this mode runs for; below 1 it cannot serve every query."""
+    coverage_note: str = ""
+    """Why it does not cover the demand ("" when it does)."""
+
+    @property
+    def covers_demand(self) -> bool:
+        return self.coverage >= 1
 
 
 @dataclass(frozen=True)
@@ -515,31 +661,36 @@ class CostEstimate:
 
     @property
     def monthly_tokens(self) -> float:
-        return self.daily_tokens * self.scenario.days_per_month
+        return self.daily_tokens * self.scenario.demand_days
 
     @property
     def monthly_input_tokens(self) -> float:
-        return self.daily_input_tokens * self.scenario.days_per_month
+        return self.daily_input_tokens * self.scenario.demand_days
 
     @property
     def monthly_output_tokens(self) -> float:
-        return self.daily_output_tokens * self.scenario.days_per_month
+        return self.daily_output_tokens * self.scenario.demand_days
 
     def cheapest_gpu(self) -> GpuModeCost:
-        return min(self.gpu_modes.values(), key=lambda cost: cost.monthly)
+        """The cheapest billing mode that serves the whole demand (24/7 always does)."""
+        covering = [cost for cost in self.gpu_modes.values() if cost.covers_demand]
+        return min(covering or self.gpu_modes.values(), key=lambda cost: cost.monthly)
 
 
 def estimate_monthly_cost(scenario: CostScenario) -> CostEstimate:
     """Monthly tokens and costs on both paths, GPU count and break-even for each billing mode."""
     gpu_modes = {}
     for mode in scenario.modes():
+        coverage, note = demand_coverage(scenario, mode)
         gpu_modes[mode] = GpuModeCost(
             mode=mode,
             label=MODE_LABELS[mode],
             billed_hours_per_month=billed_hours_per_month(scenario, mode),
             gpus=gpus_billed(scenario),
             monthly=gpu_monthly_cost(scenario, mode),
-            break_even_queries_per_day=break_even_queries_per_day(scenario, mode),
+            break_even_queries_per_day=break_even_queries_per_day(scenario, mode) if coverage >= 1 else None,
+            coverage=coverage,
+            coverage_note=note,
         )
     return CostEstimate(
         scenario=scenario,
@@ -562,8 +713,18 @@ class Recommendation:
     text: str
 
 
+def format_money(amount: float | None) -> str:
+    """Dollars for display: "$1,234.57", "< $0.01" for a positive amount under a cent, "−$3.00"."""
+    if amount is None:
+        return "no price"
+    if 0 < abs(amount) < 0.01:
+        return "< $0.01" if amount > 0 else "> −$0.01"
+    sign = "−" if amount < 0 else ""
+    return f"{sign}${round_money(abs(amount)):,.2f}"
+
+
 def _money(amount: float) -> str:
-    return f"${round_money(amount):,.2f}"
+    return format_money(amount)
 
 
 def recommend(estimate: CostEstimate) -> Recommendation:
@@ -571,6 +732,8 @@ def recommend(estimate: CostEstimate) -> Recommendation:
     best_gpu = estimate.cheapest_gpu()
     managed = estimate.managed_monthly
     queries = estimate.scenario.queries_per_day
+    left_out = [cost for cost in estimate.gpu_modes.values() if not cost.covers_demand]
+    aside = "".join(f" GPU, {cost.label} is left out: it {cost.coverage_note}." for cost in left_out)
     if managed <= best_gpu.monthly:
         if best_gpu.break_even_queries_per_day is None:
             why = "a GPU never breaks even at these prices: even fully loaded it costs more per query"
@@ -588,14 +751,14 @@ def recommend(estimate: CostEstimate) -> Recommendation:
         return Recommendation(
             "managed",
             f"Use the managed service: {_money(managed)} a month against {_money(best_gpu.monthly)} "
-            f"for the cheapest GPU option ({best_gpu.label}); {why}.",
+            f"for the cheapest GPU option that serves the same queries ({best_gpu.label}); {why}.{aside}",
         )
     gpus = f"{best_gpu.gpus} GPUs" if best_gpu.gpus > 1 else "one GPU"
     return Recommendation(
         best_gpu.mode,
         f"Run your own GPU ({gpus}, billed {best_gpu.label}): {_money(best_gpu.monthly)} a month against "
         f"{_money(managed)} for the managed service; at {queries:,.0f} queries a day you are past the "
-        f"break-even of {best_gpu.break_even_queries_per_day:,}.",
+        f"break-even of {best_gpu.break_even_queries_per_day:,}.{aside}",
     )
 
 
@@ -622,6 +785,7 @@ def scenario_summary(estimate: CostEstimate) -> dict[str, Any]:
         "input_tokens_per_query": scenario.input_tokens_per_query,
         "output_tokens_per_query": scenario.output_tokens_per_query,
         "days_per_month": scenario.days_per_month,
+        "demand_days_per_month": scenario.demand_days,
         "daily_input_tokens": estimate.daily_input_tokens,
         "daily_output_tokens": estimate.daily_output_tokens,
         "daily_tokens": estimate.daily_tokens,
@@ -637,6 +801,8 @@ def scenario_summary(estimate: CostEstimate) -> dict[str, Any]:
         "queries_per_gpu_per_day": (
             None if estimate.queries_per_gpu_per_day is None else math.floor(estimate.queries_per_gpu_per_day)
         ),
+        "gpus_per_replica": scenario.gpus_per_replica,
+        "replicas_needed": replicas_needed(scenario),
         "gpus_needed": estimate.gpus_needed,
         "gpus_billed": gpus_billed(scenario),
     }
@@ -644,6 +810,9 @@ def scenario_summary(estimate: CostEstimate) -> dict[str, Any]:
         out[f"billed_hours_per_month_{mode}"] = cost.billed_hours_per_month
         out[f"cloud_monthly_{mode}"] = round_money(cost.monthly)
         out[f"break_even_queries_per_day_{mode}"] = cost.break_even_queries_per_day
+        out[f"covers_demand_{mode}"] = cost.covers_demand
+        out[f"coverage_{mode}"] = round(cost.coverage, 4)
+        out[f"coverage_note_{mode}"] = cost.coverage_note
     recommendation = recommend(estimate)
     out["recommended_path"] = recommendation.path
     out["recommendation"] = recommendation.text
@@ -699,6 +868,8 @@ class GpuOneTimeCost:
     gpus: int
     cost: float
     """USD, unrounded."""
+    basis: str = ""
+    """Where the minutes and the rate come from, in one line."""
 
 
 def estimate_gpu_one_time_cost(hourly_rate: float, minutes: GpuMinutes | None = None, gpus: int = 1) -> GpuOneTimeCost:
@@ -707,6 +878,68 @@ def estimate_gpu_one_time_cost(hourly_rate: float, minutes: GpuMinutes | None = 
     if hourly_rate < 0 or gpus < 1:
         raise ValueError("hourly rate must be ≥ 0 and GPUs ≥ 1")
     return GpuOneTimeCost(minutes=minutes, hourly_rate=hourly_rate, gpus=gpus, cost=minutes.total / 60 * hourly_rate * gpus)
+
+
+def one_time_gpu_cost(
+    prices: PriceCatalogue | None = None,
+    *,
+    hourly_rate: float | None = None,
+    minutes: GpuMinutes | None = None,
+    sequence_tokens: float | None = None,
+    train_tokens_per_second: float | None = None,
+    gpus: int = 1,
+) -> GpuOneTimeCost:
+    """THE one-time GPU cost the Train page, the Costs page and the CLI show.
+
+    Minutes default to the reference run's 25 + 10 + 8 + 4 = 47. With a measured training
+    throughput (tokens/s, as a trainer counts them) and the dataset's ``sequence_tokens`` (template
+    + text over all epochs, :attr:`TrainedTokens.sequence_total`), the training minutes are
+    estimated from them instead. The rate defaults to the catalogue's GPU price (with overrides).
+    """
+    minutes = minutes or GpuMinutes()
+    how = "reference run's minutes"
+    if train_tokens_per_second is not None and sequence_tokens is not None:
+        minutes = replace(minutes, training=estimate_training_minutes(sequence_tokens, train_tokens_per_second))
+        how = f"training from {sequence_tokens:,.0f} tokens at {train_tokens_per_second:,.0f} tokens/s"
+    if hourly_rate is None:
+        price = (prices or effective_prices()).default("gpu_hourly")
+        hourly_rate, rate_label = price.value, price.label
+    else:
+        rate_label = "your rate"
+    cost = estimate_gpu_one_time_cost(hourly_rate, minutes, gpus)
+    basis = (
+        f"{minutes.setup:g} setup + {minutes.training:.1f} training + {minutes.merge:g} merge + "
+        f"{minutes.serve_start:g} server start = {minutes.total:.1f} min ({how}) × ${hourly_rate:g}/GPU-hour "
+        f"({rate_label})" + (f" × {gpus} GPUs" if gpus > 1 else "")
+    )
+    return replace(cost, basis=basis)
+
+
+@dataclass(frozen=True)
+class ManagedTrainingCost:
+    """The managed path's one-time cost: trained tokens as the service counts them × price."""
+
+    model: str
+    trained_tokens: int
+    price_per_million: float | None
+    """None where the catalogue has no fine-tuning price for the model's size."""
+    cost: float | None
+    """USD, unrounded; None without a price."""
+    basis: str
+
+
+def estimate_managed_training(
+    tokens: "TrainedTokens", prices: PriceCatalogue | None = None, price_per_million: float | None = None
+) -> ManagedTrainingCost:
+    """THE managed fine-tuning cost: :func:`estimate_trained_tokens`'s total × price per 1M."""
+    price = price_per_million if price_per_million is not None else training_price_per_million(tokens.model, prices)
+    cost = None if price is None else estimate_managed_training_cost(tokens.total, 1, price)
+    basis = (
+        f"{tokens.total:,} trained tokens ({tokens.per_epoch:,} per epoch × {tokens.epochs:g} epochs; "
+        f"{tokens.basis})" + ("" if price is None else f" × ${price:g} per 1M")
+    )
+    return ManagedTrainingCost(model=tokens.model, trained_tokens=tokens.total, price_per_million=price,
+                               cost=cost, basis=basis)
 
 
 @dataclass(frozen=True)
@@ -724,3 +957,15 @@ def first_month_totals(estimate: CostEstimate, managed_training: float, gpu_one_
         managed=managed_training + estimate.managed_monthly,
         gpu={mode: gpu_one_time + cost.monthly for mode, cost in estimate.gpu_modes.items()},
     )
+
+
+# The package's public names, imported after what they use from this module.
+from legalft.costs.actuals import CPU_BASIS, JobCost, MeasuredRun, job_cost, measured_runs  # noqa: F401
+from legalft.costs.report import SensitivityRow, flips, scenario_report, sensitivity  # noqa: F401
+from legalft.costs.serving import ServingPlan, plan_serving  # noqa: F401
+from legalft.costs.tokens import (  # noqa: F401
+    DEFAULT_TRAINING_MODEL,
+    TrainedTokens,
+    estimate_trained_tokens,
+    load_token_rules,
+)
