@@ -1,5 +1,5 @@
 # Two commands do all the set-up: `make run` and `make test`.
-.PHONY: run test test-random bench serve-gpu clean
+.PHONY: run test test-random bench sky serve-gpu clean
 
 PORT ?= 8501
 PYTEST_ARGS ?=
@@ -18,10 +18,15 @@ test-random:
 	@scripts/setup_env.sh dev
 	HF_HUB_OFFLINE=1 .venv/bin/python -m pytest $(PYTEST_ARGS)
 
+# SkyPilot (Nebius H100s and other clouds) in its own environment, .venv-sky.
+sky:
+	@scripts/setup_sky.sh
+
 bench:
 	@scripts/setup_env.sh
 	.venv/bin/python bench/validate.py
 	.venv/bin/python bench/train.py
+	.venv/bin/python bench/remote.py
 
 # GPU serving: vLLM needs its own pinned set (requirements-gpu.lock); RUN is a job id, run folder or model folder.
 serve-gpu:
@@ -30,4 +35,4 @@ serve-gpu:
 	.venv/bin/legalft serve start $(RUN) --kind vllm
 
 clean:
-	rm -rf .venv .pytest_cache
+	rm -rf .venv .venv-sky .pytest_cache

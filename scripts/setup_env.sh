@@ -28,13 +28,21 @@ if [ ! -f "$stamp" ]; then
 fi
 
 if [ "$want" = dev ]; then
-    chromium=$(command -v chromium || command -v chromium-browser || true)
-    if [ -z "$chromium" ]; then
+    # System tools the tests use for real: Chromium (browser tests), OpenSSH server and rsync (the
+    # remote GPU host of the SSH target is a real sshd on 127.0.0.1).
+    missing=""
+    command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing="$missing chromium"
+    [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null 2>&1 || missing="$missing openssh-server"
+    command -v ssh >/dev/null 2>&1 || missing="$missing openssh-client"
+    command -v rsync >/dev/null 2>&1 || missing="$missing rsync"
+    if [ -n "$missing" ]; then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-            echo "setup: installing Chromium for the browser tests (apt-get)"
-            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+            echo "setup: installing$missing for the tests (apt-get)"
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
         else
-            echo "setup: Chromium is missing; install it (sudo apt-get install chromium) to run the browser tests" >&2
+            echo "setup: missing$missing; install with: sudo apt-get install$missing" >&2
         fi
     fi
+    # SkyPilot's own environment: the tests validate every generated task with the real SkyPilot.
+    scripts/setup_sky.sh
 fi
