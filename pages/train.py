@@ -1,5 +1,6 @@
 """Train: pick a registered dataset and a path, see memory and cost before launch, then launch."""
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -9,7 +10,7 @@ from legalft import costs
 from legalft import managed as tf
 from legalft.data.registry import list_datasets
 from legalft.data.split import split_file
-from legalft.errors import ServiceError
+from legalft.errors import LegalftError, ServiceError, render_error
 from legalft.home import subdir
 from legalft.train import (
     TrainConfigError,
@@ -103,6 +104,72 @@ st.caption(f"Cost planner, reference scenario (500 queries a day, 800 tokens in,
 st.page_link("pages/costs.py", label="Plan costs for your own scenario", icon=":material/payments:")
 
 
+SKYPILOT_REGIONS = ("nebius/eu-north1", "nebius/eu-west1", "nebius/us-central1")
+
+
+def _where_to_train():
+    """The Cloud path's target: this machine, the user's GPU VM over SSH, or a SkyPilot cluster.
+    Returns (target or None for this machine, the last check of it or None)."""
+    from legalft.targets import parse_target
+
+    where = st.radio("Where to train", ["This machine", "My GPU VM (SSH)", "Nebius H100 via SkyPilot"],
+                     key="train_where", horizontal=True)
+    if where == "This machine":
+        return None, None
+    after = {"Release the GPU": "release", "Merge there first": "merge", "Serve there": "serve"}
+    try:
+        if where.startswith("My GPU VM"):
+            h1, h2, h3 = st.columns([2, 2, 2])
+            host = h1.text_input("Host: an ssh_config alias or user@host[:port]", key="train_ssh_host")
+            root = h2.text_input("Folder on the host", "~/legalft", key="train_ssh_root")
+            python = h3.text_input("Python with the pinned set (optional)", key="train_ssh_python",
+                                   help="Leave empty: legalft builds its environment there once, from the lock file.")
+            rate = st.number_input("What the VM costs per hour, in USD (optional: for the run's cost)", 0.0, 1000.0,
+                                   0.0, key="train_ssh_rate")
+            st.caption("legalft uses your own `ssh` and `rsync` (your ssh_config, agent and ProxyJump apply). It never "
+                       "stops your VM: it keeps billing after the run until you stop it.")
+            if not host.strip():
+                st.info("Name the host to check it and launch there.")
+                st.stop()
+            target = parse_target(f"ssh:{host.strip()}", remote_root=root.strip() or "~/legalft",
+                                  remote_python=python.strip() or None, hourly_rate=rate or None)
+        else:
+            k1, k2, k3, k4 = st.columns(4)
+            infra = k1.selectbox("Region", SKYPILOT_REGIONS, key="train_sky_infra")
+            gpu = k2.selectbox("GPU", ["H100", "H200"], key="train_sky_gpu")
+            count = k3.selectbox("GPUs", [1, 2, 4, 8], key="train_sky_count")
+            idle = k4.number_input("Stop after idle minutes", 1, 240, 10, key="train_sky_idle")
+            j1, j2 = st.columns(2)
+            spot = j1.checkbox("Spot instance (cheaper, can be preempted)", key="train_sky_spot")
+            then = j2.selectbox("When training ends", list(after), key="train_sky_after")
+            st.caption("SkyPilot provisions the GPU and legalft releases it when the work is done (autostop is the "
+                       "safety net). SkyPilot signs in to Nebius with a service-account file (~/.nebius/credentials"
+                       ".json), not with NEBIUS_API_KEY, which is Token Factory's key.")
+            target = parse_target(f"skypilot:{infra}", accelerators=f"{gpu}:{count}", use_spot=spot,
+                                  idle_minutes=int(idle), after=after[then])
+    except LegalftError as exc:
+        st.error(render_error(exc))
+        st.stop()
+    key = json.dumps(target.to_dict(), sort_keys=True)
+    checks = st.session_state.setdefault("train_target_checks", {})
+    if st.button("Check the target", key="train_check_target"):
+        with st.spinner(f"Checking {target.describe()} …"):
+            checks[key] = target.check()
+    check = checks.get(key)
+    if check is None:
+        st.caption("Check the target before launching: tools, credentials, the host and its GPUs. Nothing is billed.")
+        return target, None
+    if check.ok:
+        st.success(f"{target.describe()} is ready.")
+    for problem in check.problems:
+        st.error(problem)
+    for warning in check.warnings:
+        st.warning(warning)
+    if check.facts.get("estimated_hourly") is not None:
+        st.caption(f"About ${check.facts['estimated_hourly']:,.2f} an hour while it runs.")
+    return target, check
+
+
 def _go_to_monitor(job_id: str) -> None:
     st.session_state["monitor_job_id"] = job_id
     st.switch_page("pages/monitor.py")
@@ -159,9 +226,11 @@ if path.startswith("Cloud"):
         st.error(f"These settings contradict each other:\n\n{exc}")
         st.stop()
 
-    st.subheader("4 · Hardware and memory")
-    hardware = _hardware()
-    st.write(hardware.describe())
+    st.subheader("4 · Where to train")
+    target, target_check = _where_to_train()
+    hardware = (target.hardware(target_check) if target and target_check else None) or _hardware()
+    st.subheader("5 · Hardware and memory")
+    st.write(hardware.describe() if not target else f"{target.describe()}: " + hardware.describe())
     estimate = estimate_memory(config, hardware)
     if estimate.fits is None:
         st.info(" ".join(estimate.notes) or "Memory cannot be estimated for this model.")
@@ -176,7 +245,7 @@ if path.startswith("Cloud"):
         for note in estimate.notes:
             st.caption(note)
 
-    st.subheader("5 · Cost before launch")
+    st.subheader("6 · Cost before launch")
     one_time = costs.one_time_gpu_cost(costs.effective_prices())
     st.metric("One-time GPU cost (setup, training, merge, server start)", costs.format_money(one_time.cost),
               help=f"{one_time.basis}. The Costs page and `legalft cost training` give the same figure.")
@@ -185,10 +254,12 @@ if path.startswith("Cloud"):
 
     if st.button("Launch training", type="primary", key="train_launch"):
         try:
-            job = start_training(config, train_path, validation_path=val_path, dataset_id=dataset.id,
-                                 name=s.get("train_name") or recipe_name, estimated_cost=round(one_time.cost, 2))
-        except (TrainConfigError, ValueError, RuntimeError) as exc:
-            st.error(f"Not launched: {exc}")
+            with st.spinner("Checking the settings" + (f" and {target.describe()}" if target else "") + " …"):
+                job = start_training(config, train_path, validation_path=val_path, dataset_id=dataset.id,
+                                     name=s.get("train_name") or recipe_name, estimated_cost=round(one_time.cost, 2),
+                                     target=target)
+        except (LegalftError, ValueError, RuntimeError) as exc:
+            st.error(f"Not launched: {render_error(exc)}")
         else:
             _go_to_monitor(job.id)
 

@@ -171,3 +171,33 @@ def test_cancel_stops_the_remote_trainer(remote, smoke_dir, train_file):
     else:
         pytest.fail("the remote trainer still runs after cancel")
     assert get_job(job.id).status == "cancelled"
+
+
+def test_the_train_page_checks_the_ssh_target_and_launches_there(remote, sshd, smoke_dir, train_file, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    from legalft.data.registry import register_dataset
+    from legalft.jobs import list_jobs
+
+    target, root = remote
+    register_dataset(train_file, "slice.jsonl")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/train.py")
+    at.run()
+    at.radio(key="train_where").set_value("My GPU VM (SSH)").run()
+    at.text_input(key="train_ssh_host").input(ALIAS)
+    at.text_input(key="train_ssh_root").input(str(root))
+    at.text_input(key="train_ssh_python").input(sys.executable).run()
+    at.text_input(key="train_base_model").input(str(smoke_dir)).run()
+    at.button(key="train_check_target").click().run()
+    assert not at.exception, at.exception
+    assert any("is ready" in s.value for s in at.success), [e.value for e in at.error]
+    assert any("keeps billing" in w.value for w in at.warning)
+    at.button(key="train_launch").click().run()
+    assert not at.exception, at.exception
+    job = list_jobs()[0]
+    assert job.remote["target"]["host"] == ALIAS and job.remote["target"]["remote_root"] == str(root)
+    done = _wait(job.id, lambda j: j.is_terminal, timeout=400)
+    assert done.status == "succeeded", done.error
+    assert (Path(done.run_dir) / "adapter").is_dir()
