@@ -201,3 +201,18 @@ def test_the_train_page_checks_the_ssh_target_and_launches_there(remote, sshd, s
     done = _wait(job.id, lambda j: j.is_terminal, timeout=400)
     assert done.status == "succeeded", done.error
     assert (Path(done.run_dir) / "adapter").is_dir()
+
+
+def test_merge_on_the_gpu_host_brings_the_merged_model_back(sshd, smoke_dir, train_file, tmp_path, monkeypatch):
+    for name, value in sshd.env().items():
+        monkeypatch.setenv(name, value)
+    target = parse_target(f"ssh:{ALIAS}", remote_root=str(tmp_path / "gpu-host"), remote_python=sys.executable,
+                          after="merge")
+    job = start_training(_config(smoke_dir, 6), train_file, target=target, check=False)
+    done = _wait(job.id, lambda j: j.is_terminal, timeout=400)
+    assert done.status == "succeeded", done.error
+    run_dir = Path(done.run_dir)
+    assert (run_dir / "merged" / "config.json").is_file()
+    assert json.loads((run_dir / "merge.json").read_text())["parity"]["match"] is True
+    assert done.output.get("merged") and done.output.get("parity_ok") is True
+    assert read_sync(run_dir)["phases"]["merge"] > 0

@@ -90,6 +90,10 @@ class Target:
     def pull(self, info: dict[str, Any], run_dir: Path, succeeded: bool) -> None:
         raise NotImplementedError
 
+    def merge_there(self, info: dict[str, Any], job_id: str) -> dict[str, Any]:
+        """Merge the adapter on the target's GPU (``after: merge``); the pull then brings ``merged/`` back."""
+        raise NotImplementedError
+
     def after_training(self, info: dict[str, Any], job_id: str, run_dir: Path, status: dict[str, Any]) -> str:
         """Apply the user's choice once the run ended; a sentence saying what was done."""
         return ""

@@ -229,9 +229,18 @@ class Follower:
         info = self.state["info"]
         phases = self.state["phases"]
         phases["train"] = phases.get("train", 0) + _seconds_between(status.get("started_at"), status.get("finished_at"))
+        succeeded = status.get("state") == "succeeded"
+        if succeeded and self.target.after == "merge":
+            started = time.monotonic()
+            try:
+                merged = self.target.merge_there(info, self.job_id)
+                self.state["merge"] = merged
+            except LegalftError as exc:
+                self.state["merge"] = {"error": f"the merge on the GPU failed: {exc}"}
+            phases["merge"] = phases.get("merge", 0) + time.monotonic() - started
         started = time.monotonic()
         try:
-            self.target.pull(info, self.run_dir, succeeded=status.get("state") == "succeeded")
+            self.target.pull(info, self.run_dir, succeeded=succeeded)
         except LegalftError as exc:
             self.state["error"] = f"could not fetch the results: {exc}"
         if read_status(self.run_dir).get("phase") == FINISHING:  # the pull did not bring the final status

@@ -7,6 +7,7 @@ runs. One call is one SSH round trip:
     probe status RUN_DIR --metrics-from N --log-from M   status + the new bytes of metrics and log
     probe start JOB_ID RUN_DIR                           start or resume (secrets as JSON on stdin)
     probe run JOB_ID RUN_DIR                             start and wait for the end (a SkyPilot job's body)
+    probe merge JOB_ID RUN_DIR                           merge the adapter there (the GPU), parity checked
     probe cancel RUN_DIR [--grace S]                     SIGTERM to the run's group, then SIGKILL
     probe facts                                          python, GPUs and free disk, for ``check``
 
@@ -87,6 +88,14 @@ def cancel(run_dir: Path, grace: float) -> dict[str, Any]:
     return {"status": stop_run_dir(run_dir, grace)}
 
 
+def merge(job_id: str, run_dir: Path) -> dict[str, Any]:
+    """Merge the adapter on the GPU host (bf16 there), with the parity check."""
+    from legalft.train.merge import merge_run_dir
+
+    report = merge_run_dir(run_dir, job_id)
+    return {"message": report.message, "parity_ok": report.parity_ok, "seconds": report.seconds}
+
+
 def facts() -> dict[str, Any]:
     found: dict[str, Any] = {"python": sys.version.split()[0], "gpus": []}
     if shutil.which("nvidia-smi"):
@@ -136,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     cancel_cmd = commands.add_parser("cancel")
     cancel_cmd.add_argument("run_dir", type=Path)
     cancel_cmd.add_argument("--grace", type=float, default=10.0)
+    merge_cmd = commands.add_parser("merge")
+    merge_cmd.add_argument("job_id")
+    merge_cmd.add_argument("run_dir", type=Path)
     commands.add_parser("facts")
     args = parser.parse_args(argv)
     if args.command == "run":
@@ -144,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         answer = status(args.run_dir.expanduser(), args.metrics_from, args.log_from)
     elif args.command == "start":
         answer = start(args.job_id, args.run_dir.expanduser())
+    elif args.command == "merge":
+        answer = merge(args.job_id, args.run_dir.expanduser())
     elif args.command == "cancel":
         answer = cancel(args.run_dir.expanduser(), args.grace)
     else:

@@ -236,10 +236,14 @@ class SkyPilotTarget(Target):
             target.connection().rsync([f"{info['remote_run']}/checkpoints/"], f"{run_dir}/checkpoints/",
                                       upload=False, what="fetching the checkpoints")
 
+    def merge_there(self, info: dict[str, Any], job_id: str) -> dict[str, Any]:
+        return self.ssh(info).merge_there(info, job_id)
+
     def after_training(self, info: dict[str, Any], job_id: str, run_dir: Path, status: dict[str, Any]) -> str:
         notes = []
-        if self.after != "release":
-            notes.append(f"'{self.after}' after training runs on this machine for SkyPilot clusters for now")
+        if self.after == "serve":
+            notes.append("serving on the cluster is not offered yet: it was released; serve the adapter from the "
+                         "Monitor page (here, or on a GPU with `make serve-gpu`)")
         try:
             cost = call_adapter({"op": "cost_report", "cluster": info["cluster"]}, timeout=300).get("cost")
             if cost is not None:

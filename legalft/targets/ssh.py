@@ -312,6 +312,17 @@ class SshTarget(Target):
         host.rsync([f"{remote_run}/metrics.jsonl", f"{remote_run}/train.log", f"{remote_run}/status.json"],
                    f"{run_dir}/", upload=False, what="fetching the metrics and log")
 
+    def merge_there(self, info: dict[str, Any], job_id: str) -> dict[str, Any]:
+        """Merge on the GPU host before the results come back (``after: merge``)."""
+        output = self.connection().run(
+            f"{remote_env(info['root'])} {shlex.quote(info['python'])} -m legalft.targets.probe merge "
+            f"{shlex.quote(job_id)} {shlex.quote(info['remote_run'])}", timeout=7200, what="merging the adapter")
+        return json.loads(output.strip().splitlines()[-1])
+
     def after_training(self, info: dict[str, Any], job_id: str, run_dir: Path, status: dict[str, Any]) -> str:
         """Nothing to release: the VM is the owner's, and it is said plainly."""
-        return f"{self.host} is your own VM: legalft did not stop it, and it keeps billing until you stop it"
+        note = f"{self.host} is your own VM: legalft did not stop it, and it keeps billing until you stop it"
+        if self.after == "serve":
+            note += ("; serving on the host is not offered yet: serve the pulled adapter from the Monitor page, or "
+                     "run `make serve-gpu` there")
+        return note

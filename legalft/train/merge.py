@@ -84,7 +84,21 @@ def merge_run(
     job = refresh_job(job_id)
     if job.path != "local" or not job.run_dir:
         raise JobStateError(f"job {job_id} is not a local run: Token Factory models are deployed, not merged")
-    run_dir = Path(job.run_dir)
+    report = merge_run_dir(Path(job.run_dir), job_id, status=job.status, prompts=prompts,
+                           max_new_tokens=max_new_tokens, force=force)
+    refresh_job(job_id)
+    return report
+
+
+def merge_run_dir(
+    run_dir: Path, job_id: str, *, status: str | None = None, prompts: list[str] | None = None,
+    max_new_tokens: int = 24, force: bool = False,
+) -> MergeReport:
+    """``merge_run`` on the folder alone: what a GPU host runs (``legalft.targets.probe merge``)."""
+    if status is None:
+        from legalft.train.rundir import read_status
+
+        status = read_status(run_dir).get("state")
     merged_dir = run_dir / MERGED_DIR
     record = read_json(run_dir / MERGE_FILE)
     if record and (merged_dir / "config.json").exists() and not force:
@@ -92,9 +106,9 @@ def merge_run(
         verdict = "parity check passed" if parity else "PARITY CHECK FAILED: do not serve it"
         return _report_from_record(job_id, merged_dir, record,
                                    f"job {job_id} is already merged into {merged_dir} ({verdict})")
-    if job.status != "succeeded":
-        raise JobStateError(f"job {job_id} is {job.status}: only a succeeded run can be merged"
-                            + (" (resume it first)" if job.status in ("failed", "cancelled") else ""))
+    if status != "succeeded":
+        raise JobStateError(f"job {job_id} is {status}: only a succeeded run can be merged"
+                            + (" (resume it first)" if status in ("failed", "cancelled") else ""))
     config = TrainConfig.load(run_dir / CONFIG_FILE)
     adapter_dir = run_dir / ADAPTER_DIR
     if not config.uses_lora:
@@ -152,7 +166,6 @@ def merge_run(
         "seconds": seconds, "parity": {"match": match, "max_new_tokens": max_new_tokens, "prompts": checks},
     }
     write_json_atomic(run_dir / MERGE_FILE, record)
-    refresh_job(job_id)
     verdict = "parity check passed" if match else "PARITY CHECK FAILED: the merged model differs; do not serve it"
     logger.info("merged job %s into %s in %.1f s (%s)", job_id, merged_dir, seconds, verdict)
     return MergeReport(job_id=job_id, merged_dir=str(merged_dir), already_merged=False,
