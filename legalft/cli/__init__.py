@@ -17,6 +17,8 @@ COMMAND_MODULES = (
     "legalft.cli.train",
     "legalft.cli.tf",
     "legalft.cli.serve",
+    "legalft.cli.cite",
+    "legalft.cli.eval",
 )
 
 

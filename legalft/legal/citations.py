@@ -31,7 +31,7 @@ _FIRST = r"(?:[A-Z][\w’'\-\.&]*,?)"
 _TOKEN_RE = re.compile(r"\([^()\n]{1,80}\)|\S+")
 _CONNECTOR = r"(?:of|and|the|for|to|in|on|with|etc\.?|by|from|or|upon|at|&|as|into|over|under|a|an|no\.)"
 _ACT_RE = re.compile(
-    rf"(?P<title>{_FIRST}(?:[ \t]+(?:{_WORD}|{_CONNECTOR}))*?)[ \t]+"
+    rf"(?<![\w’'\-\.])(?P<title>{_FIRST}(?:[ \t]+(?:{_WORD}|{_CONNECTOR}))*?)[ \t]+"
     r"(?P<suffix>Act|Regulations|Order|Rules)"
     r"(?:[ \t]+\((?:Northern Ireland|Scotland|Wales)\))?[ \t]+(?P<year>1[2-9]\d\d|20\d\d)\b(?!\s+\(Amendment\)\s+Act)"
 )
