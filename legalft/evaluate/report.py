@@ -200,7 +200,7 @@ def latest_verdict(job_id: str | None = None, model: str | None = None) -> Deplo
             worse = va < vb if higher else va > vb
             if worse and abs(va - vb) > 1e-9:
                 if key == "invented_rate":
-                    warnings.append(f"the fine-tuned model invents more citations than its base ({shown})")
+                    warnings.insert(0, f"the fine-tuned model invents more citations than its base ({shown})")
                 elif key in ("token_f1", "rouge_l", "judge_score"):
                     warnings.append(f"the fine-tuned model scores lower than its base on {name} ({shown})")
         return DeployVerdict(run.id, run.created_at, mine["label"], base["label"], lines, warnings)
