@@ -52,6 +52,8 @@ class EvalConfig:
     """None: the chat client's default legal system prompt."""
     k: int = 4
     """Provisions retrieved for a grounded target."""
+    provision_chars: int = 1800
+    """Characters of each retrieved provision given to the model (small models have short contexts)."""
     concurrency: int = DEFAULT_CONCURRENCY
     """Questions in flight at once, per run."""
     timeout: float = 120.0
@@ -229,7 +231,8 @@ class _Asker:
 
         question, retrieved = item["question"], None
         if self.grounded[label]:
-            grounding = retrieve(question, self.index, int(self.run.config["k"]))
+            grounding = retrieve(question, self.index, int(self.run.config["k"]),
+                                 int(self.run.config.get("provision_chars") or 1800))
             retrieved = grounding.provisions
             question = grounded_question(question, grounding)
         messages = build_messages(question, self.run.config.get("system_prompt") or DEFAULT_SYSTEM_PROMPT)

@@ -28,12 +28,15 @@ class Grounding:
 
     question: str
     provisions: list[IndexedProvision] = field(default_factory=list)
+    provision_chars: int = PROVISION_CHARS
+    """Characters of each provision's text given (small models have short contexts)."""
 
     @property
     def context(self) -> str:
         parts = []
+        limit = self.provision_chars
         for number, p in enumerate(self.provisions, start=1):
-            text = p.text if len(p.text) <= PROVISION_CHARS else p.text[:PROVISION_CHARS].rsplit(" ", 1)[0] + " …"
+            text = p.text if len(p.text) <= limit else p.text[:limit].rsplit(" ", 1)[0] + " …"
             heading = f" ({p.heading})" if p.heading else ""
             parts.append(f"[{number}] {p.label}{heading}:\n{text}")
         return "\n\n".join(parts)
@@ -42,7 +45,8 @@ class Grounding:
         return [{"id": p.id, "label": p.label, "url": p.url} for p in self.provisions]
 
 
-def retrieve(question: str, index: StatuteIndex, k: int = DEFAULT_K) -> Grounding:
+def retrieve(question: str, index: StatuteIndex, k: int = DEFAULT_K,
+             provision_chars: int = PROVISION_CHARS) -> Grounding:
     """The top ``k`` provisions for ``question``: those it cites, then BM25 within the Acts it names, then anywhere."""
     chosen: dict[int, IndexedProvision] = {}
     for citation in parse_citations(question, index):
@@ -59,7 +63,7 @@ def retrieve(question: str, index: StatuteIndex, k: int = DEFAULT_K) -> Groundin
     if len(chosen) < k:
         for provision, _ in index.search(question, k):
             chosen.setdefault(provision.id, provision)
-    return Grounding(question=question, provisions=list(chosen.values())[:k])
+    return Grounding(question=question, provisions=list(chosen.values())[:k], provision_chars=provision_chars)
 
 
 def grounded_question(question: str, grounding: Grounding) -> str:
