@@ -12,8 +12,10 @@ it, is not indexed). Pure regular expressions, no model: fast enough to run afte
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Iterable, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -58,6 +60,7 @@ def _leading(word: str) -> bool:
             or re.fullmatch(r"[IVXLC]+", bare) is not None)
 
 
+@lru_cache(maxsize=4096)
 def act_key(title: str) -> str:
     """The form titles are compared in: case, quotes, dashes and spacing ignored."""
     text = title.replace("’", "'").replace("‘", "'").replace("–", "-").replace("—", "-")
@@ -130,7 +133,8 @@ _SCHED_NUM = r"\d{1,3}[A-Z]?"
 _ROMAN = r"(?:[IVXLC]+)\b"
 
 _PROVISION_RE = re.compile(
-    "|".join([
+    # The lookahead rejects most positions at once, before the alternatives are tried one by one.
+    r"(?<![\w’'])(?=[SsPpRrAa])(?:" + "|".join([
         # subsection (2) of section 5 / subsections (2) and (3) of that section
         rf"(?P<subof>\b[Ss]ub-?sections?|\bsubss?\.)\s+(?P<subof_list>{_SUBLIST})\s+of\s+"
         rf"(?:(?:section|s\.?)\s*(?P<subof_sec>{_NUM})|(?P<subof_ref>that|this|the\s+same)\s+section)",
@@ -150,7 +154,7 @@ _PROVISION_RE = re.compile(
         rf"(?P<art>\b(?:[Aa]rticles?|[Aa]rts?\.))\s*(?P<art_list>{_NUMLIST})",
         # section 3 / s. 3(1) / ss. 3–5 / sections 3 and 4
         rf"(?P<sec>\b[Ss]ections?|(?<![\w’'])[Ss]{{1,2}}\.|(?<![\w’'])s{{1,2}}(?=\s*\d))\s*(?P<sec_list>{_NUMLIST})",
-    ])
+    ]) + ")"
 )
 _PROVISION_KINDS = {"subof": "subsection", "para": "paragraph", "schedpara": "paragraph", "sched": "schedule",
                     "part": "part", "reg": "regulation", "art": "article", "sec": "section"}
@@ -237,34 +241,40 @@ def _expand(listing: str, numbers: str = _NUM) -> list[str]:
     return out
 
 
-def _context_act(acts: list[ActMention], position: int, which: str = "this") -> ActMention | None:
+def _context_act(acts: list[ActMention], ends: list[int], position: int, which: str = "this") -> ActMention | None:
     """The Act named nearby: the last one before ``position``, else (for "this Act") the first after."""
-    before = [a for a in acts if a.end <= position]
+    before = bisect.bisect_right(ends, position)
     if before:
-        return before[-1]
+        return acts[before - 1]
     if which == "that":
         return None
-    after = [a for a in acts if a.start >= position]
-    return after[0] if after else None
+    return next((a for a in acts if a.start >= position), None)
 
 
 def parse_citations(text: str, known: KnownActs | None = None) -> list[Citation]:
     """Every provision cited in ``text``, in order, one per provision (ranges expanded, repeats merged)."""
     acts = find_acts(text, known)
-    act_spans = [(a.start, a.end) for a in acts]
     by_start = {a.start: a for a in acts}
     by_end = {a.end: a for a in acts}
     citations: list[Citation] = []
     seen: set[tuple] = set()
     last_section: Citation | None = None
 
+    starts = [a.start for a in acts]
+    ends = [a.end for a in acts]
+
     def inside_title(start: int, end: int) -> bool:
-        return any(s <= start < e or s < end <= e for s, e in act_spans)
+        i = bisect.bisect_right(starts, start) - 1  # the last title starting at or before the match
+        if i >= 0 and start < ends[i]:
+            return True
+        j = i + 1  # or a title starting inside the match
+        return j < len(starts) and starts[j] < end
 
     for match in _PROVISION_RE.finditer(text):
         if inside_title(match.start(), match.end()):
             continue  # "Regulations 2018" in "the X Regulations 2018" is a title, not regulation 2018
-        group = next(name for name in _PROVISION_KINDS if match.group(name))
+        group = match.lastgroup if match.lastgroup in _PROVISION_KINDS else \
+            next(name for name in _PROVISION_KINDS if match.group(name))
         kind = _PROVISION_KINDS[group]
         span_end = match.end()
         act: ActMention | None = None
@@ -278,7 +288,7 @@ def parse_citations(text: str, known: KnownActs | None = None) -> list[Citation]
             span_end = act.end
             explicit_act = True
         elif this:
-            act = _context_act(acts, match.start(), "that" if this.group("which").startswith("that") else "this")
+            act = _context_act(acts, ends, match.start(), "that" if this.group("which").startswith("that") else "this")
             span_end += this.end()
             explicit_act = act is not None
         else:
@@ -290,7 +300,7 @@ def parse_citations(text: str, known: KnownActs | None = None) -> list[Citation]
                 act = by_end[prior_end]
                 explicit_act = True
         if act is None and not (group == "subof" and match.group("subof_ref")):
-            act = _context_act(acts, match.start())
+            act = _context_act(acts, ends, match.start())
         span = text[match.start():span_end]
         entries: list[dict[str, Any]] = []
         if group == "subof":
@@ -398,7 +408,11 @@ def check_citations(text: str, index: CitationIndex, retrieved: Iterable["Indexe
     also say whether each verified provision was among those the model was given."""
     retrieved_ids = None if retrieved is None else {p.id for p in retrieved}
     checked = []
-    for citation in parse_citations(text, index):
+    citations = parse_citations(text, index)
+    prefetch = getattr(index, "prefetch", None)
+    if prefetch is not None:
+        prefetch(citations)  # one query for the texts of all the provisions cited
+    for citation in citations:
         result = check_citation(citation, index)
         if retrieved_ids is not None:
             result.retrieved = bool(result.provision and result.provision.id in retrieved_ids)

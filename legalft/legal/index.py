@@ -29,6 +29,8 @@ from legalft.legal.citations import Citation, act_key
 log = logging.getLogger(__name__)
 
 BUNDLED_CORPUS = "uk_legislation_sections.jsonl.gz"
+#: Provision texts kept in memory for checking (the bundled corpus fits whole: ~12 MB).
+CACHE_PROVISIONS = 8000
 _URL_PATH = re.compile(r"legislation\.gov\.uk/(?:[a-z]+)/(?:\d{4}|[A-Za-z0-9]+)/\d+(?P<rest>/.*)?$")
 _SECTION_LINE = re.compile(r"^(?P<num>\d{1,3}[A-Z]{0,2})\s+(?P<heading>[A-Z][^\n]{2,160})\n(?=\(1\)|[A-Z])", re.M)
 
@@ -269,14 +271,31 @@ class StatuteIndex:
             return None
         return kind in info["kinds"]
 
-    def find(self, citation: Citation) -> IndexedProvision | None:
+    def _id_of(self, citation: Citation) -> int | None:
         if not citation.act:
             return None
         self._load()
         kind = "section" if citation.kind == "subsection" else citation.kind
         schedule = citation.schedule if kind == "paragraph" else None
-        provision_id = self._keys.get((act_key(citation.act), kind, citation.number.upper(), schedule))
+        return self._keys.get((act_key(citation.act), kind, citation.number.upper(), schedule))
+
+    def find(self, citation: Citation) -> IndexedProvision | None:
+        provision_id = self._id_of(citation)
         return self.provision(provision_id) if provision_id is not None else None
+
+    def prefetch(self, citations: list[Citation]) -> None:
+        """Load the texts of the cited provisions not yet cached, in one query."""
+        wanted = {i for i in (self._id_of(c) for c in citations) if i is not None and i not in self._cache}
+        if not wanted:
+            return
+        marks = ", ".join("?" * len(wanted))
+        with connect() as conn:
+            rows = conn.execute("SELECT id, act, year, chapter, kind, number, schedule, heading, text, url"
+                                f" FROM statute_provisions WHERE id IN ({marks})", sorted(wanted)).fetchall()
+        if len(self._cache) + len(rows) > CACHE_PROVISIONS:
+            self._cache.clear()
+        for row in rows:
+            self._cache[row["id"]] = IndexedProvision(**dict(row))
 
     def provision(self, provision_id: int) -> IndexedProvision | None:
         if provision_id in self._cache:
@@ -287,8 +306,9 @@ class StatuteIndex:
         if row is None:
             return None
         provision = IndexedProvision(**dict(row))
-        if len(self._cache) < 5000:
-            self._cache[provision_id] = provision
+        if len(self._cache) >= CACHE_PROVISIONS:
+            self._cache.clear()
+        self._cache[provision_id] = provision
         return provision
 
     def search(self, query: str, k: int = 5, *, act: str | None = None) -> list[tuple[IndexedProvision, float]]:
