@@ -11,42 +11,18 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from managed import control, deployed  # noqa: F401 - fixtures
 from statutes import statute_db, statute_index  # noqa: F401 - fixtures
 from token_factory_server import SERVED_BASE_MODELS
 
-from legalft.endpoints import save_endpoint
 from legalft.evaluate.report import comparison_rows, latest_verdict, run_card, to_csv
 from legalft.evaluate.runs import EvalConfig, EvalTarget, create_run, list_runs, load_run, run_evaluation
 from legalft.evaluate.sets import generate_legislation_set
-from legalft.providers import token_factory as tf
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def control(server, payload: dict | None = None, path: str = "/_control"):
-    url = f"http://127.0.0.1:{server.server_address[1]}{path}"
-    data = json.dumps(payload).encode() if payload is not None else None
-    request = urllib.request.Request(url, data=data, method="POST" if data else "GET",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request) as response:
-        return json.loads(response.read())
-
-
-@pytest.fixture
-def deployed(standin, statute_index, tmp_path):
-    """A fine-tune deployed on the stand-in, and the served base model, as endpoints."""
-    data = tmp_path / "train.jsonl"
-    data.write_text(Path(ROOT / "data" / "legislation_qa_clean.jsonl").read_text())
-    job = tf.launch_job(data, tf.LaunchConfig(n_epochs=1))
-    tf.wait_for_job(job.id, poll_seconds=0.05)
-    tuned = tf.poll_deployment(tf.deploy_checkpoint(job.id, name="uk-legal").model, wait=True, poll_seconds=0.05)
-    base = save_endpoint(kind="token_factory", name="base 8B", base_url=standin.base_url,
-                         model=SERVED_BASE_MODELS[0], status="active")
-    return {"job": job, "tuned": tuned, "base": base, "server": standin, "index": statute_index}
 
 
 def _targets(d):

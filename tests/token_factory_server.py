@@ -13,7 +13,8 @@ Faults are injected through a control endpoint that needs no key (it is not part
 
     POST /_control {"faults": [{"status": 429, "count": 2, "retry_after": 1, "path": "/v1/files"}],
                     "fail_jobs": {"code": "internal_error", "message": "..."},
-                    "deploy_error": "reason", "delay": 0.5, "judge_reply": "not json"}
+                    "deploy_error": "reason", "delay": 0.5, "judge_reply": "not json",
+                    "chat_reply": "Section 1 of the X Act 2022 ..."}
     POST /_control/reset
     GET  /_control/requests   -> [{"method", "path", "status", "time"}, ...]
 
@@ -99,6 +100,7 @@ class StandIn:
     deploy_error: str | None = None
     delay: float = 0.0
     judge_reply: str | None = None  # a raw reply to structured-output requests (an off-schema judge)
+    chat_reply: str | None = None  # the answer to every other chat request, instead of LEGAL_ANSWER
     requests: list[dict[str, Any]] = field(default_factory=list)
 
     def reset(self) -> None:
@@ -107,7 +109,7 @@ class StandIn:
                 getattr(self, name).clear()
             self.faults.clear()
             self.requests.clear()
-            self.fail_jobs = self.deploy_error = self.judge_reply = None
+            self.fail_jobs = self.deploy_error = self.judge_reply = self.chat_reply = None
             self.delay = 0.0
 
     def take_fault(self, path: str) -> Fault | None:
@@ -336,6 +338,8 @@ class Handler(BaseHTTPRequestHandler):
                 state.delay = float(data["delay"])
             if "judge_reply" in data:
                 state.judge_reply = data["judge_reply"]
+            if "chat_reply" in data:
+                state.chat_reply = data["chat_reply"]
         return {"ok": True}
 
     # --- API --------------------------------------------------------------------------------------
@@ -556,7 +560,7 @@ class Handler(BaseHTTPRequestHandler):
         messages = data.get("messages")
         if not isinstance(messages, list) or not messages:
             raise ApiError(400, "messages must be a non-empty list", param="messages")
-        answer = f"{LEGAL_ANSWER} (answered by {model})"
+        answer = state.chat_reply or f"{LEGAL_ANSWER} (answered by {model})"
         response_format = data.get("response_format") or {}
         if response_format.get("type") == "json_schema":
             # Structured output: an object that satisfies the schema (or the raw reply set by /_control).

@@ -71,3 +71,27 @@ def grounded_question(question: str, grounding: Grounding) -> str:
     if not grounding.provisions:
         return question
     return f"{GROUNDED_INSTRUCTION}\n\n{grounding.context}\n\nQuestion: {question}"
+
+
+STATUS_LABELS = {"verified": "verified", "not_found": "not found", "unknown_act": "cannot be checked"}
+
+
+def check_answer(text: str, index: StatuteIndex, grounding: Grounding | None = None) -> dict:
+    """An answer's citations as the Chat page shows them: one chip per provision and a summary line.
+
+    ``{"line": "3 citations: 2 verified, 1 not found", "chips": [{"label", "status", "status_label",
+    "reason", "heading", "text", "url", "retrieved"}]}``; verified chips carry the provision's text.
+    """
+    from legalft.legal.citations import check_citations, summarise
+
+    checked = check_citations(text, index, retrieved=grounding.provisions if grounding else None)
+    chips = []
+    for item in checked:
+        provision = item.provision
+        chips.append({"label": item.citation.label, "written": item.citation.text, "status": item.status,
+                      "status_label": STATUS_LABELS[item.status], "reason": item.reason,
+                      "heading": provision.heading if provision else None,
+                      "title": provision.label if provision else None,
+                      "text": provision.text if provision else None, "url": provision.url if provision else None,
+                      "retrieved": item.retrieved})
+    return {"line": summarise(checked).line, "chips": chips}
