@@ -69,3 +69,35 @@ def test_a_stopped_run_is_continued_from_the_page(deployed):
     assert not at.exception, at.exception
     assert load_run(run_id).status == "succeeded"
     assert not any("answers missing" in w.value for w in at.warning)
+
+
+def test_monitor_shows_the_latest_evaluation_before_deploying(deployed):
+    job = deployed["job"]
+
+    def monitor_page() -> AppTest:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at.session_state["monitor_job_id"] = job.id
+        at.run()
+        at.switch_page("pages/monitor.py")
+        at.run()
+        assert not at.exception, at.exception
+        return at
+
+    at = monitor_page()
+    assert any("Not evaluated against its base model yet" in c.value for c in at.caption)
+    # The fine-tune invents a provision the base does not: the Monitor page says so before Deploy.
+    evalset = generate_legislation_set(deployed["index"], questions=2, seed=11)
+    run_id = create_run(evalset, [EvalTarget(deployed["base"].id, role="base"),
+                                  EvalTarget(deployed["tuned"].id, role="fine-tuned")])
+    control(deployed["server"], {"chat_reply": f"Section 1 of the {ARIA} applies."})
+    run_evaluation(run_id, index=deployed["index"])
+    from legalft.db import connect
+
+    with connect() as conn:  # the fine-tune's answers, rewritten as if it had cited an absent section
+        conn.execute("DELETE FROM eval_answers WHERE run_id = ? AND label = ?", (run_id, deployed["tuned"].name))
+    control(deployed["server"], {"chat_reply": f"Section 99 of the {ARIA} applies."})
+    run_evaluation(run_id, index=deployed["index"])
+    at = monitor_page()
+    warning = " ".join(w.value for w in at.warning)
+    assert f"Latest evaluation ({run_id}" in warning
+    assert "the fine-tuned model invents more citations than its base (100.0% vs 0.0%)" in warning
