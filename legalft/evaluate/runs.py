@@ -287,18 +287,23 @@ def run_evaluation(run_id: str, *, progress: Callable[[int, int], None] | None =
     total = run.total
     if progress:
         progress(finished, total)
-    lock = threading.Lock()
+    # Also set when the caller is interrupted (a Streamlit rerun, Ctrl-C): questions not started stay unasked.
+    halt = threading.Event()
     with ThreadPoolExecutor(max_workers=int(run.config["concurrency"]), thread_name_prefix="eval") as pool:
-        futures = []
-        for label, item in todo:
-            futures.append(pool.submit(_guarded, asker, label, item, attempts.get((label, item["idx"]), 0) + 1, stop))
-        for future in as_completed(futures):
-            outcome = future.result()
-            if outcome == "done":
-                with lock:
+        futures = [pool.submit(_guarded, asker, label, item, attempts.get((label, item["idx"]), 0) + 1, stop, halt)
+                   for label, item in todo]
+        try:
+            for future in as_completed(futures):
+                outcome = future.result()
+                if outcome == "done":
                     finished += 1
-            if progress and outcome != "skipped":
-                progress(finished, total)
+                if progress and outcome != "skipped":
+                    progress(finished, total)
+        except BaseException:
+            halt.set()
+            for future in futures:
+                future.cancel()
+            raise
     run = load_run(run_id)
     summary = summarise_run(run)
     if stop is not None and stop.is_set() and run.done < run.total:
@@ -309,8 +314,9 @@ def run_evaluation(run_id: str, *, progress: Callable[[int, int], None] | None =
     return load_run(run_id)
 
 
-def _guarded(asker: _Asker, label: str, item: dict[str, Any], attempts: int, stop: threading.Event | None) -> str:
-    if stop is not None and stop.is_set():
+def _guarded(asker: _Asker, label: str, item: dict[str, Any], attempts: int, stop: threading.Event | None,
+             halt: threading.Event) -> str:
+    if halt.is_set() or (stop is not None and stop.is_set()):
         return "skipped"
     try:
         return asker.ask(label, item, attempts)

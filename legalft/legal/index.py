@@ -138,6 +138,7 @@ class StatuteIndex:
 
     def __init__(self) -> None:
         self._catalogue: dict[str, dict[str, Any]] | None = None
+        self._version: tuple | None = None
         self._keys: dict[tuple, int] = {}
         self._cache: dict[int, IndexedProvision] = {}
 
@@ -241,6 +242,14 @@ class StatuteIndex:
         return [dict(r) for r in rows]
 
     # -- reading --
+
+    def refresh_if_changed(self) -> None:
+        """Drop the catalogue when another process (the CLI, another page) indexed or replaced a file."""
+        with connect() as conn:
+            version = tuple(conn.execute("SELECT COUNT(*), MAX(id), MAX(indexed_at) FROM statute_sources").fetchone())
+        if version != self._version:
+            self._catalogue, self._version = None, version
+            self._cache.clear()
 
     def _load(self) -> dict[str, dict[str, Any]]:
         if self._catalogue is None:
@@ -367,4 +376,5 @@ def default_index(*, build: bool = True) -> StatuteIndex:
         _default._home = home  # type: ignore[attr-defined]
     if build:
         _default.ensure_bundled()
+    _default.refresh_if_changed()
     return _default
