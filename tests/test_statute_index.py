@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 
-import pytest
 from statutes import statute_db, statute_index  # noqa: F401 - fixtures
 
 from legalft.data.sanitize import sanitize_records, iter_values
@@ -14,7 +13,7 @@ from legalft.db import connect
 from legalft.home import bundled_data_dir
 from legalft.legal.citations import check_citations
 from legalft.legal.grounding import grounded_question, retrieve
-from legalft.legal.index import BUNDLED_CORPUS, StatuteIndex
+from legalft.legal.index import BUNDLED_CORPUS
 
 ARIA = "Advanced Research and Invention Agency Act 2022"
 
