@@ -14,6 +14,7 @@ PAGES = [
     ("Workflow", "pages/dataset.py", "Dataset", ":material/dataset:"),
     ("Workflow", "pages/train.py", "Train", ":material/model_training:"),
     ("Workflow", "pages/monitor.py", "Monitor", ":material/monitoring:"),
+    ("Workflow", "pages/evaluate.py", "Evaluate", ":material/fact_check:"),
     ("Plan", "pages/costs.py", "Costs", ":material/payments:"),
     ("Use", "pages/chat.py", "Chat", ":material/forum:"),
 ]

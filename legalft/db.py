@@ -104,6 +104,102 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN polled_at REAL;
     """,
+    # 6: the statute index (FTS5, BM25) and evaluation runs (per run, target and question; resumable)
+    """
+    CREATE TABLE statute_sources (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        path TEXT NOT NULL UNIQUE,
+        name TEXT,
+        sha256 TEXT NOT NULL,
+        lines INTEGER NOT NULL,
+        provisions INTEGER NOT NULL,
+        report_json TEXT NOT NULL DEFAULT '{}',
+        indexed_at TEXT NOT NULL
+    );
+    CREATE TABLE statute_acts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        source_id INTEGER NOT NULL REFERENCES statute_sources(id) ON DELETE CASCADE,
+        act_key TEXT NOT NULL,
+        title TEXT NOT NULL,
+        year INTEGER,
+        chapter TEXT,
+        leg_type TEXT,
+        kinds TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX statute_acts_key ON statute_acts(act_key);
+    CREATE TABLE statute_provisions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        source_id INTEGER NOT NULL REFERENCES statute_sources(id) ON DELETE CASCADE,
+        act_key TEXT NOT NULL,
+        act TEXT NOT NULL,
+        year INTEGER,
+        chapter TEXT,
+        kind TEXT NOT NULL,
+        number TEXT NOT NULL,
+        schedule TEXT,
+        heading TEXT,
+        text TEXT NOT NULL,
+        url TEXT,
+        line INTEGER
+    );
+    CREATE INDEX statute_provisions_key ON statute_provisions(act_key, kind, number);
+    CREATE VIRTUAL TABLE statute_fts USING fts5(
+        act, heading, text, content='statute_provisions', content_rowid='id', tokenize='porter unicode61'
+    );
+    CREATE TRIGGER statute_provisions_ai AFTER INSERT ON statute_provisions BEGIN
+        INSERT INTO statute_fts(rowid, act, heading, text) VALUES (new.id, new.act, new.heading, new.text);
+    END;
+    CREATE TRIGGER statute_provisions_ad AFTER DELETE ON statute_provisions BEGIN
+        INSERT INTO statute_fts(statute_fts, rowid, act, heading, text)
+            VALUES ('delete', old.id, old.act, old.heading, old.text);
+    END;
+    CREATE TABLE eval_runs (
+        id TEXT PRIMARY KEY,
+        name TEXT,
+        status TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'cancelled')),
+        set_json TEXT NOT NULL DEFAULT '{}',
+        config_json TEXT NOT NULL DEFAULT '{}',
+        summary_json TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        finished_at TEXT
+    );
+    CREATE TABLE eval_targets (
+        run_id TEXT NOT NULL REFERENCES eval_runs(id) ON DELETE CASCADE,
+        label TEXT NOT NULL,
+        endpoint_id INTEGER,
+        endpoint_json TEXT NOT NULL DEFAULT '{}',
+        grounded INTEGER NOT NULL DEFAULT 0,
+        role TEXT,
+        PRIMARY KEY (run_id, label)
+    );
+    CREATE TABLE eval_items (
+        run_id TEXT NOT NULL REFERENCES eval_runs(id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        line INTEGER,
+        question TEXT NOT NULL,
+        reference TEXT NOT NULL,
+        meta_json TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (run_id, idx)
+    );
+    CREATE TABLE eval_answers (
+        run_id TEXT NOT NULL REFERENCES eval_runs(id) ON DELETE CASCADE,
+        label TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('done', 'failed')),
+        answer TEXT,
+        error TEXT,
+        seconds REAL,
+        attempts INTEGER NOT NULL DEFAULT 1,
+        usage_json TEXT NOT NULL DEFAULT '{}',
+        citations_json TEXT NOT NULL DEFAULT '[]',
+        retrieved_json TEXT NOT NULL DEFAULT '[]',
+        metrics_json TEXT NOT NULL DEFAULT '{}',
+        judge_json TEXT,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (run_id, label, idx)
+    );
+    """,
 ]
 
 

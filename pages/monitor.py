@@ -148,6 +148,17 @@ def _render(job_id: str) -> bool:
         except LegalftError as exc:
             st.error(render_error(exc))
     if job.status == "succeeded":
+        # Before Deploy / Serve: the latest evaluation of this model against its base (Evaluate page).
+        from legalft.evaluate.report import latest_verdict
+
+        verdict = latest_verdict(job_id=job.id, model=job.output.get("merged"))
+        if verdict is None:
+            st.caption("Not evaluated against its base model yet: the Evaluate page compares them before you deploy.")
+        elif verdict.warnings:
+            st.warning(f"Latest evaluation ({verdict.run_id}, {verdict.created_at[:10]}, against {verdict.base_label}): "
+                       + "; ".join(verdict.warnings) + ". Check before you deploy or serve it.")
+        else:
+            st.info(f"Latest evaluation ({verdict.run_id}, against {verdict.base_label}): " + "; ".join(verdict.lines))
         if job.path == "local":
             merged = job.output.get("merged")
             if not merged and buttons[2].button("Merge adapter", key=f"monitor_merge_{job.id}", type="primary"):

@@ -13,7 +13,8 @@ Faults are injected through a control endpoint that needs no key (it is not part
 
     POST /_control {"faults": [{"status": 429, "count": 2, "retry_after": 1, "path": "/v1/files"}],
                     "fail_jobs": {"code": "internal_error", "message": "..."},
-                    "deploy_error": "reason", "delay": 0.5}
+                    "deploy_error": "reason", "delay": 0.5, "judge_reply": "not json",
+                    "chat_reply": "Section 1 of the X Act 2022 ..."}
     POST /_control/reset
     GET  /_control/requests   -> [{"method", "path", "status", "time"}, ...]
 
@@ -98,6 +99,8 @@ class StandIn:
     fail_jobs: dict[str, str] | None = None
     deploy_error: str | None = None
     delay: float = 0.0
+    judge_reply: str | None = None  # a raw reply to structured-output requests (an off-schema judge)
+    chat_reply: str | None = None  # the answer to every other chat request, instead of LEGAL_ANSWER
     requests: list[dict[str, Any]] = field(default_factory=list)
 
     def reset(self) -> None:
@@ -106,7 +109,7 @@ class StandIn:
                 getattr(self, name).clear()
             self.faults.clear()
             self.requests.clear()
-            self.fail_jobs = self.deploy_error = None
+            self.fail_jobs = self.deploy_error = self.judge_reply = self.chat_reply = None
             self.delay = 0.0
 
     def take_fault(self, path: str) -> Fault | None:
@@ -333,6 +336,10 @@ class Handler(BaseHTTPRequestHandler):
                 state.deploy_error = data["deploy_error"]
             if "delay" in data:
                 state.delay = float(data["delay"])
+            if "judge_reply" in data:
+                state.judge_reply = data["judge_reply"]
+            if "chat_reply" in data:
+                state.chat_reply = data["chat_reply"]
         return {"ok": True}
 
     # --- API --------------------------------------------------------------------------------------
@@ -553,7 +560,12 @@ class Handler(BaseHTTPRequestHandler):
         messages = data.get("messages")
         if not isinstance(messages, list) or not messages:
             raise ApiError(400, "messages must be a non-empty list", param="messages")
-        answer = f"{LEGAL_ANSWER} (answered by {model})"
+        answer = state.chat_reply or f"{LEGAL_ANSWER} (answered by {model})"
+        response_format = data.get("response_format") or {}
+        if response_format.get("type") == "json_schema":
+            # Structured output: an object that satisfies the schema (or the raw reply set by /_control).
+            schema = (response_format.get("json_schema") or {}).get("schema") or {}
+            answer = state.judge_reply if state.judge_reply is not None else json.dumps(_instance(schema))
         completion_id = f"chatcmpl-{secrets.token_hex(8)}"
         created = int(time.time())
         usage = {"prompt_tokens": sum(len(str(m.get("content", ""))) // 4 for m in messages),
@@ -583,6 +595,22 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         self.close_connection = True
         return 200
+
+
+def _instance(schema: dict[str, Any]) -> Any:
+    """A value the JSON schema allows: numbers at their maximum, booleans true, every property filled."""
+    kind = schema.get("type")
+    if "enum" in schema:
+        return schema["enum"][0]
+    if kind == "object":
+        return {name: _instance(sub) for name, sub in (schema.get("properties") or {}).items()}
+    if kind in ("integer", "number"):
+        return schema.get("maximum", schema.get("minimum", 0))
+    if kind == "boolean":
+        return True
+    if kind == "array":
+        return []
+    return "stand-in"
 
 
 class StandInServer(ThreadingHTTPServer):

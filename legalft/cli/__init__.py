@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "legalft.cli.tf",
     "legalft.cli.serve",
     "legalft.cli.targets",
+    "legalft.cli.cite",
+    "legalft.cli.eval",
     "legalft.cli.doctor",
 )
 

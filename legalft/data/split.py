@@ -1,4 +1,11 @@
-"""Deterministic train/validation split, optionally grouped by Act so no Act leaks across the split."""
+"""Deterministic train/validation split, optionally grouped by Act so no Act leaks across the split.
+
+Grouping puts records that share any Act in one group (connected components: a record citing the
+Companies Act 1948 and the Companies Act 1985 ties both Acts' records together), using the
+citation parser's Act detection over every turn of the record, so a second Act cited in an answer
+cannot end up on the other side. The result lists the Acts that still sit on both sides (none when
+grouped) and how many records name no Act at all (each of those is a group of its own).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from legalft.data.stats import cited_acts
+from legalft.legal.citations import act_key, cited_act_titles
 
 
 @dataclass
@@ -18,28 +25,66 @@ class SplitResult:
     grouped_by_act: bool
     groups: int
     shared_acts: list[str]  # Acts found on both sides (empty when grouped)
+    records_without_act: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"train_records": len(self.train), "validation_records": len(self.validation),
                 "grouped_by_act": self.grouped_by_act, "groups": self.groups,
-                "shared_acts": self.shared_acts}
+                "shared_acts": self.shared_acts, "records_without_act": self.records_without_act}
+
+
+def _texts(record: dict[str, Any]) -> list[str]:
+    texts = []
+    messages = record.get("messages")
+    if isinstance(messages, list):
+        for message in messages:
+            if isinstance(message, dict):
+                texts.append(str(message.get("content") or ""))
+    for key in ("text", "prompt", "completion", "instruction", "input", "output", "question", "answer"):
+        if isinstance(record.get(key), str):
+            texts.append(record[key])
+    return texts
+
+
+def record_acts(record: dict[str, Any]) -> list[str]:
+    """Every Act a record names (``meta.act`` first, then its turns in order), distinct."""
+    acts: dict[str, str] = {}
+    meta = record.get("meta")
+    if isinstance(meta, dict) and meta.get("act"):
+        acts[act_key(str(meta["act"]))] = str(meta["act"])
+    for text in _texts(record):
+        for title in cited_act_titles(text):
+            acts.setdefault(act_key(title), title)
+    return list(acts.values())
 
 
 def record_act(record: dict[str, Any]) -> str | None:
-    """The Act a record is about: ``meta.act`` when present, else the first Act its user turns cite."""
-    meta = record.get("meta")
-    if isinstance(meta, dict) and meta.get("act"):
-        return str(meta["act"])
-    messages = record.get("messages") or []
-    texts = [m.get("content", "") for m in messages if m.get("role") == "user"]
-    texts += [m.get("content", "") for m in messages if m.get("role") != "user"]
-    if "text" in record:
-        texts.append(str(record["text"]))
-    for text in texts:
-        acts = cited_acts(text)
-        if acts:
-            return acts[0]
-    return None
+    """The Act a record is mainly about: ``meta.act`` when present, else the first Act it names."""
+    acts = record_acts(record)
+    return acts[0] if acts else None
+
+
+def _components(per_record: list[list[str]]) -> dict[str, list[int]]:
+    """Group record indices whose Acts overlap (union-find over Act keys)."""
+    parent: dict[str, str] = {}
+
+    def find(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    for acts in per_record:
+        keys = [act_key(a) for a in acts]
+        for other in keys[1:]:
+            a, b = find(keys[0]), find(other)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    groups: dict[str, list[int]] = {}
+    for index, acts in enumerate(per_record):
+        key = f"act:{find(act_key(acts[0]))}" if acts else f"record:{index}"
+        groups.setdefault(key, []).append(index)
+    return groups
 
 
 def split_records(
@@ -48,11 +93,11 @@ def split_records(
     """Split by fraction and seed; the same inputs always give the same split."""
     if not 0 < val_fraction < 1:
         raise ValueError(f"the validation fraction must be between 0 and 1 (exclusive), not {val_fraction}")
-    groups: dict[str, list[int]] = {}
-    for index, record in enumerate(records):
-        act = record_act(record) if group_by_act else None
-        key = f"act:{act}" if act else f"record:{index}"
-        groups.setdefault(key, []).append(index)
+    per_record = [record_acts(r) for r in records]
+    if group_by_act:
+        groups = _components(per_record)
+    else:
+        groups = {f"record:{i}": [i] for i in range(len(records))}
     keys = sorted(groups)
     random.Random(seed).shuffle(keys)
     target = max(1, round(len(records) * val_fraction)) if records else 0
@@ -61,17 +106,25 @@ def split_records(
         if len(val_indices) >= target:
             break
         members = groups[key]
-        # Skip a group that would overshoot badly, unless nothing smaller is left to take.
-        if val_indices and len(val_indices) + len(members) > target * 1.5:
+        # Skip a group that would overshoot badly; one Act's records stay together whatever the fraction.
+        if len(val_indices) + len(members) > target * 1.5:
             continue
         val_indices.update(members)
+    if records and not val_indices:
+        val_indices.update(min((groups[k] for k in keys), key=len))
     if records and len(val_indices) == len(records):
         raise ValueError("the split left nothing for training; lower the validation fraction or add records")
     train = [r for i, r in enumerate(records) if i not in val_indices]
     validation = [r for i, r in enumerate(records) if i in val_indices]
-    train_acts = {record_act(r) for r in train} - {None}
-    shared = sorted(train_acts & ({record_act(r) for r in validation} - {None}))
-    return SplitResult(train, validation, group_by_act, len(groups), shared)
+    train_acts: dict[str, str] = {}
+    val_acts: dict[str, str] = {}
+    for index, acts in enumerate(per_record):
+        side = val_acts if index in val_indices else train_acts
+        for act in acts:
+            side.setdefault(act_key(act), act)
+    shared = sorted(train_acts[k] for k in train_acts.keys() & val_acts.keys())
+    return SplitResult(train, validation, group_by_act, len(groups), shared,
+                       records_without_act=sum(1 for acts in per_record if not acts))
 
 
 def split_file(

@@ -1,0 +1,1 @@
+"""Held-out evaluation of endpoints (base against fine-tuned, with and without grounding), stored in SQLite."""

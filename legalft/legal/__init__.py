@@ -1,0 +1,1 @@
+"""UK legislation as data: the statute index, citation parsing and checking, grounded retrieval."""
