@@ -10,6 +10,7 @@ runs. One call is one SSH round trip:
     probe merge JOB_ID RUN_DIR                           merge the adapter there (the GPU), parity checked
     probe cancel RUN_DIR [--grace S]                     SIGTERM to the run's group, then SIGKILL
     probe facts                                          python, GPUs and free disk, for ``check``
+    probe serve                                          status requests, one JSON line each, until EOF
 
 ``facts`` needs only the standard library, so ``check`` can send this file on stdin
 (``python - facts``) before any code is copied to the host.
@@ -58,6 +59,20 @@ def status(run_dir: Path, metrics_from: int, log_from: int) -> dict[str, Any]:
             "metrics_reset": metrics_from > 0 and metrics_at < metrics_from, "log": log, "log_at": log_at,
             "checkpoints": [step for step, _ in find_checkpoints(run_dir)],
             "adapter": (run_dir / ADAPTER_DIR).is_dir()}
+
+
+def serve() -> int:
+    """One long-lived probe: a JSON request per stdin line, a JSON answer per stdout line. The follower
+    keeps one open over SSH, so a poll costs one round trip and no interpreter start on the GPU host."""
+    for line in sys.stdin:
+        try:
+            request = json.loads(line)
+            answer = status(Path(request["run_dir"]).expanduser(), int(request.get("metrics_from", 0)),
+                            int(request.get("log_from", 0)))
+        except Exception as exc:  # noqa: BLE001 - one bad poll must not end the session
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps(answer, default=str), flush=True)
+    return 0
 
 
 def start(job_id: str, run_dir: Path) -> dict[str, Any]:
@@ -149,7 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     merge_cmd.add_argument("job_id")
     merge_cmd.add_argument("run_dir", type=Path)
     commands.add_parser("facts")
+    commands.add_parser("serve")
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve()
     if args.command == "run":
         return run(args.job_id, args.run_dir.expanduser())
     if args.command == "status":

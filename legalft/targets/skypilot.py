@@ -190,9 +190,14 @@ class SkyPilotTarget(Target):
     # --- lifecycle -----------------------------------------------------------------------------------
 
     def ssh(self, info: dict[str, Any]) -> SshTarget:
-        """The provisioned cluster as an SSH host (SkyPilot writes an ssh config entry per cluster)."""
-        return SshTarget(host=info["ssh_host"], remote_root=self.remote_root, ssh_config=info.get("ssh_config"),
-                         remote_python=self.remote_python)
+        """The provisioned cluster as an SSH host (SkyPilot writes an ssh config entry per cluster); one per
+        cluster, so its probe session stays open between polls."""
+        cached = getattr(self, "_ssh_target", None)
+        if cached is None or cached.host != info["ssh_host"]:
+            cached = SshTarget(host=info["ssh_host"], remote_root=self.remote_root, ssh_config=info.get("ssh_config"),
+                               remote_python=self.remote_python)
+            self._ssh_target = cached
+        return cached
 
     def launch(self, job_id: str, run_dir: Path, say: Callable[[str], None]) -> dict[str, Any]:
         say("provisioning")

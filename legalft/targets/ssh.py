@@ -116,6 +116,54 @@ class SshHost:
                                f"{result.stderr.strip()[-500:]}")
 
 
+class ProbeSession:
+    """One ``probe serve`` kept open over SSH: each poll is a line out and a line back."""
+
+    def __init__(self, host: SshHost, command: str):
+        self.host = host
+        self.process = subprocess.Popen(["ssh", *host.options(), host.destination, command], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+
+    def ask(self, request: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+        import selectors
+
+        try:
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise self._broken("the connection closed") from None
+        selector = selectors.DefaultSelector()
+        selector.register(self.process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            raise self._broken(f"no answer within {timeout:.0f} s")
+        line = self.process.stdout.readline()
+        if not line:
+            raise self._broken("the connection closed")
+        return json.loads(line)
+
+    def _broken(self, why: str) -> Unreachable:
+        self.close()
+        reason = ""
+        try:
+            reason = (self.process.stderr.read() or "").strip().splitlines()[-1:]
+            reason = f": {reason[0]}" if reason else ""
+        except (OSError, ValueError):
+            pass
+        return Unreachable(f"reading the run: cannot reach {self.host.spec} over SSH ({why}{reason})")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
 def passed_environment() -> dict[str, str]:
     """The settings and secrets a remote trainer gets from here (sent over stdin or as SkyPilot secrets)."""
     return {name: os.environ[name] for name in (*PASSED_SETTINGS, *PASSED_SECRETS) if os.environ.get(name)}
@@ -286,11 +334,14 @@ class SshTarget(Target):
         return json.loads(output.strip().splitlines()[-1])["attempt"]
 
     def probe(self, info: dict[str, Any], metrics_from: int, log_from: int) -> dict[str, Any]:
-        host = self.connection()
-        output = host.run(f"{remote_env(info['root'])} {shlex.quote(info['python'])} -m legalft.targets.probe status "
-                          f"{shlex.quote(info['remote_run'])} --metrics-from {int(metrics_from)} "
-                          f"--log-from {int(log_from)}", timeout=60, what="reading the run")
-        return json.loads(output.strip().splitlines()[-1])
+        """One poll on a long-lived ``probe serve`` session (opened again after a broken link)."""
+        session = getattr(self, "_session", None)
+        if session is None or not session.alive:
+            session = ProbeSession(self.connection(), f"{remote_env(info['root'])} {shlex.quote(info['python'])} "
+                                                      "-m legalft.targets.probe serve")
+            self._session = session
+        return session.ask({"run_dir": info["remote_run"], "metrics_from": int(metrics_from),
+                            "log_from": int(log_from)})
 
     def cancel(self, info: dict[str, Any], grace_seconds: float) -> dict[str, Any]:
         host = self.connection()
