@@ -327,11 +327,36 @@ class SshTarget(Target):
         return yaml.safe_dump(config.to_dict(), sort_keys=False)
 
     def start(self, host: SshHost, root: str, job_id: str, remote_run: str) -> dict[str, Any]:
+        """Start (or resume) the trainer there. A link that breaks during the call does not leave a run
+        started but recorded as failed: the host's launch record says whether the attempt began."""
+        before = self._attempts(host, remote_run)
         env = passed_environment()
-        output = host.run(f"{remote_env(root)} {shlex.quote(self.python_path(root))} -m legalft.targets.probe start "
-                          f"{shlex.quote(job_id)} {shlex.quote(remote_run)}", stdin=json.dumps(env) + "\n",
-                          what="starting the trainer")
-        return json.loads(output.strip().splitlines()[-1])["attempt"]
+        try:
+            output = host.run(f"{remote_env(root)} {shlex.quote(self.python_path(root))} -m legalft.targets.probe "
+                              f"start {shlex.quote(job_id)} {shlex.quote(remote_run)}", stdin=json.dumps(env) + "\n",
+                              what="starting the trainer")
+            return json.loads(output.strip().splitlines()[-1])["attempt"]
+        except Unreachable:
+            for _ in range(5):
+                time.sleep(2)
+                try:
+                    attempts = self._attempts(host, remote_run)
+                except Unreachable:
+                    continue
+                if len(attempts) > len(before):
+                    log.warning("the link broke while starting the trainer on %s, but it started", self.host)
+                    return attempts[-1]
+                break
+            raise
+
+    @staticmethod
+    def _attempts(host: SshHost, remote_run: str) -> list[dict[str, Any]]:
+        output = host.run(f"cat {shlex.quote(remote_run)}/run.json 2>/dev/null || echo '{{}}'",
+                          what="reading the launch record")
+        try:
+            return json.loads(output or "{}").get("attempts") or []
+        except ValueError:
+            return []
 
     def probe(self, info: dict[str, Any], metrics_from: int, log_from: int) -> dict[str, Any]:
         """One poll on a long-lived ``probe serve`` session (opened again after a broken link)."""
