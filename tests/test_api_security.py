@@ -12,10 +12,10 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import urllib.error
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -136,7 +136,7 @@ def test_an_unreachable_model_server_is_not_named_to_the_caller():
 class _LeakyServer(BaseHTTPRequestHandler):
     """A model server that fails with internals in its error body (as a crashing server would)."""
 
-    def do_POST(self):  # noqa: N802 - http.server's name
+    def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         body = json.dumps({"error": {"message": "CUDA OOM in /srv/models/client-matter-7731 on gpu-node-3.internal"}})
         self.send_response(500)
@@ -175,7 +175,8 @@ def test_the_per_token_rate_limit():
     assert client.get("/health").status_code == 503
     # Without a limit, no 429.
     free = _client()
-    assert {free.post("/v1/legal/analyze", json={"query": QUESTION}, headers=AUTH).status_code for _ in range(5)} == {503}
+    codes = {free.post("/v1/legal/analyze", json={"query": QUESTION}, headers=AUTH).status_code for _ in range(5)}
+    assert codes == {503}
     with pytest.raises(ApiConfigError, match="not a rate"):
         ApiSettings(token=TOKEN, rate_limit="lots")
 
