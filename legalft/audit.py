@@ -84,7 +84,7 @@ def guarded_call(name: str, fn: Callable[[], Any], *, target: str | None = None,
     """Check the role (and budget), run ``fn``, record the outcome; the body of ``@action``."""
     if _inside.get():
         return fn()
-    user = require(ACTIONS[name], name)
+    user = require(ACTIONS[name], name, target)
     if budget:
         from legalft.budget import check_budget
 

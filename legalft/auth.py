@@ -105,7 +105,7 @@ def normalise_principal(principal: str) -> str:
     if text.startswith("@") and "." in text[1:] and "@" not in text[1:]:
         return text
     local, at, domain = text.partition("@")
-    if local and at and "." in domain:
+    if local and at and "." in domain and "@" not in domain and " " not in text:
         return text
     return _bad(principal)
 
@@ -220,14 +220,14 @@ def current_user() -> User:
     return User(id=f"os:{name}", name=name, role=role_for(f"os:{name}"), source="cli")
 
 
-def require(role: str, action: str) -> User:
+def require(role: str, action: str, target: str | None = None) -> User:
     """The current user, when their role is at least ``role``; else ``AccessDenied`` (audited)."""
     user = current_user()
     if user.can(role):
         return user
     from legalft.audit import record
 
-    record(action, user=user, outcome="denied", details={"needs": role})
+    record(action, user=user, target=target, outcome="denied", details={"needs": role})
     if user.role is None:
         why = ("sign in first" if user.id == "anonymous" else
                f"{user.id} is not on this studio's allow-list; ask an admin to add you (`legalft users add`)")

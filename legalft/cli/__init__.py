@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "legalft.cli.tf",
     "legalft.cli.serve",
     "legalft.cli.doctor",
+    "legalft.cli.access",
 )
 
 
