@@ -176,3 +176,21 @@ def activity_summary(entries: list[AuditEntry]) -> dict[str, Any]:
         "refused": sum(e.outcome in ("denied", "refused") for e in entries),
         "estimated_cost": round(sum(e.estimated_cost or 0.0 for e in entries if e.outcome in ("ok", "override")), 2),
     }
+
+
+def audit_choices() -> tuple[list[str], list[str]]:
+    """(users, action groups) present in the trail, for the Activity page's filters."""
+    from legalft.db import connect
+
+    with connect() as conn:
+        users = [r[0] for r in conn.execute("SELECT DISTINCT user_id FROM audit_log ORDER BY user_id")]
+        actions = [r[0] for r in conn.execute("SELECT DISTINCT action FROM audit_log ORDER BY action")]
+    groups = sorted({a.split(".", 1)[0] for a in actions})
+    return users, sorted(set(groups) | set(actions))
+
+
+def audit_rows(entries: list[AuditEntry]) -> list[dict[str, Any]]:
+    """The entries as table rows (the Activity page's table)."""
+    return [{"when": e.at, "user": e.user_id, "role": e.role or "", "via": e.source, "action": e.action,
+             "target": e.target or "", "outcome": e.outcome, "estimated cost (USD)": e.estimated_cost,
+             "details": ", ".join(f"{k}: {v}" for k, v in sorted(e.details.items()))} for e in entries]

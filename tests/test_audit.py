@@ -139,6 +139,9 @@ def test_managed_launch_cancel_deploy_delete_are_recorded_with_the_estimate(stan
                                                                              "managed.cancel")] == [
         ("managed.delete_model", "ok", ADMIN.id), ("managed.deploy", "ok", ADMIN.id),
         ("managed.cancel", "ok", TRAINER.id), ("managed.deploy", "denied", TRAINER.id)]
+    exported = audit_csv(entries).splitlines()
+    assert exported[0] == "id,at,user_id,role,source,action,target,outcome,estimated_cost,details"
+    assert len(exported) == len(entries) + 1 and f"{estimate:.2f}" in exported[-1]
     summary = activity_summary(entries)
     assert summary["users"] == 2 and summary["refused"] == 1
     assert summary["estimated_cost"] == pytest.approx(2 * estimate, abs=0.01)
