@@ -12,6 +12,7 @@ from legalft.data.split import split_file
 from legalft.data.stats import compute_stats
 from legalft.errors import ServiceError
 from legalft.home import subdir
+from legalft.managed.cleanup import WHERE_DATA_GOES
 from legalft.train import (
     TrainConfigError,
     detect_hardware,
@@ -97,6 +98,7 @@ st.table(pd.DataFrame({
     "Nebius Token Factory": ["the service's catalogue", "none: upload and go", "per training token; per-token serving",
                              "data and model live at the provider"],
 }, index=["model choice", "setup", "billing", "control"]))
+st.caption(WHERE_DATA_GOES["token_factory" if path.startswith("Nebius") else "local"])
 st.caption(f"Cost planner, reference scenario (500 queries a day, 800 tokens in, 400 out): {_recommendation()}")
 st.page_link("pages/costs.py", label="Plan costs for your own scenario", icon=":material/payments:")
 

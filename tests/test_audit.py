@@ -235,3 +235,58 @@ def test_a_local_job_has_nothing_at_a_provider():
     with pytest.raises(JobStateError, match="nothing of it is at a provider"):
         provider_footprint(job.id)
     update_job(job.id, status="failed")
+
+
+# --- the Activity and Monitor pages (AppTest, through the router) ----------------------------------
+
+
+def _open(page: str):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_activity_page_shows_filters_exports_and_sets_a_budget(tmp_path):
+    from legalft.data.registry import register_dataset
+
+    with acting_as(TRAINER):
+        register_dataset(_data(tmp_path, 3), "matter 7731")
+    with acting_as(User(id="vera@firm.co.uk", name="Vera", role="viewer", source="sign-in")), \
+            pytest.raises(AccessDenied):
+        set_budget("gpu", 1.0)
+    at = _open("pages/activity.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Entries"] == "2" and metrics["Users"] == "2" and metrics["Refused"] == "1"
+    table = at.dataframe[0].value
+    assert list(table["action"]) == ["budget.set", "dataset.register"] and list(table["outcome"]) == ["denied", "ok"]
+    # Filter by user.
+    at.selectbox(key="activity_user").set_value(TRAINER.id).run()
+    assert list(at.dataframe[0].value["user"]) == [TRAINER.id]
+    # Without sign-in the app's user is this machine's user, an admin: the budget form is offered and audited.
+    at.selectbox(key="activity_budget_kind").set_value("gpu")
+    at.number_input(key="activity_budget_amount").set_value(300.0)
+    next(b for b in at.button if b.label == "Save budget").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert budget_status("gpu").limit == 300.0
+    entry = list_audit(action_prefix="budget.set", outcome="ok")[0]
+    assert entry.user_id == f"os:{auth.os_user()}" and entry.source == "local"
+
+
+def test_monitor_page_lists_and_deletes_data_at_the_provider(standin, tmp_path):
+    job = tf.wait_for_job(tf.launch_job(tf.preflight_dataset(_data(tmp_path)), tf.LaunchConfig(n_epochs=1)).id,
+                          poll_seconds=0.05)
+    at = _open("pages/monitor.py")
+    at.query_params["job"] = job.id
+    at.run()
+    rows = at.dataframe[-1].value
+    assert list(rows["role"]) == ["training file"] and list(rows["id"]) == [job.remote["training_file"]]
+    next(b for b in at.button if b.label == "Delete at the provider").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Deleted 1 item(s) at the provider" in s.value for s in at.success)
+    assert not _at_provider(standin, job.remote["training_file"])
+    assert get_job(job.id).remote["provider_data_deleted_at"]

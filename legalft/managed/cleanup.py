@@ -22,6 +22,15 @@ from legalft.managed.client import PATH, TokenFactoryClient
 
 log = logging.getLogger(__name__)
 
+#: Where each path sends a dataset, said plainly on the Train page before anything is launched.
+WHERE_DATA_GOES = {
+    "local": "Cloud path: the dataset, checkpoints and model stay in this machine's state folder (LEGALFT_HOME); "
+             "nothing is sent to a provider.",
+    "token_factory": "Managed path: the cleaned dataset is uploaded to Nebius Token Factory, which trains and keeps "
+                      "the files, checkpoints and deployed models on its servers until deleted; the Monitor page and "
+                      "`legalft provider-data JOB --delete` delete them.",
+}
+
 
 @dataclass
 class ProviderItem:
