@@ -149,3 +149,25 @@ def launch_estimate(*args: Any, **kwargs: Any) -> float | None:
         return report.estimated_cost(config.model, config.n_epochs)
     except Exception:  # noqa: BLE001 - no price known: no estimate, the launch is not blocked by it
         return None
+
+
+def headroom_text(kind: str, estimate: float | None) -> str:
+    """One line for a launch button: the estimate against what is left of this month's budget."""
+    status = budget_status(kind)
+    shown = "no estimate" if estimate is None else f"estimate ${estimate:,.2f}"
+    if status.limit is None:
+        return f"Budget: no monthly {LABELS[kind]} budget is set ({shown}; spent ${status.spent:,.2f} this month)."
+    verdict = "fits" if status.allows(estimate) else "is OVER what is left: the launch will be refused"
+    return (f"Budget: {shown} against ${max(status.left or 0, 0):,.2f} left of ${status.limit:,.2f} this month "
+            f"for {LABELS[kind]}; it {verdict}.")
+
+
+def over_budget(kind: str, estimate: float | None) -> bool:
+    return not budget_status(kind).allows(estimate)
+
+
+def maybe_override(reason: str | None):
+    """``override_budget(reason)`` when a reason is given, else a block that changes nothing (for pages)."""
+    from contextlib import nullcontext
+
+    return override_budget(reason) if reason and reason.strip() else nullcontext()

@@ -5,12 +5,12 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from legalft import costs
+from legalft import auth, budget, costs
 from legalft import managed as tf
 from legalft.data.registry import list_datasets
 from legalft.data.split import split_file
 from legalft.data.stats import compute_stats
-from legalft.errors import ServiceError
+from legalft.errors import LegalftError, render_error
 from legalft.home import subdir
 from legalft.managed.cleanup import WHERE_DATA_GOES
 from legalft.train import (
@@ -103,6 +103,13 @@ st.caption(f"Cost planner, reference scenario (500 queries a day, 800 tokens in,
 st.page_link("pages/costs.py", label="Plan costs for your own scenario", icon=":material/payments:")
 
 
+def _override_reason(kind: str, estimate: float | None, key: str) -> str | None:
+    """Over budget, an admin may give a reason to go over it (recorded); others see the refusal coming."""
+    if budget.over_budget(kind, estimate) and auth.current_user().can("admin"):
+        return st.text_input("Over budget: reason to override (admins; recorded in the audit trail)", key=key)
+    return None
+
+
 def _go_to_monitor(job_id: str) -> None:
     st.session_state["monitor_job_id"] = job_id
     st.switch_page("pages/monitor.py")
@@ -190,12 +197,15 @@ if path.startswith("Cloud"):
     if not hardware.has_gpu:
         st.caption("This machine has no GPU: the run trains on the CPU, which suits the smoke recipe and tiny models.")
 
+    st.caption(budget.headroom_text("gpu", round(one_time.cost, 2)))
+    reason = _override_reason("gpu", round(one_time.cost, 2), "train_budget_reason")
     if st.button("Launch training", type="primary", key="train_launch"):
         try:
-            job = start_training(config, train_path, validation_path=val_path, dataset_id=dataset.id,
-                                 name=s.get("train_name") or recipe_name, estimated_cost=round(one_time.cost, 2))
-        except (TrainConfigError, ValueError, RuntimeError) as exc:
-            st.error(f"Not launched: {exc}")
+            with budget.maybe_override(reason):
+                job = start_training(config, train_path, validation_path=val_path, dataset_id=dataset.id,
+                                     name=s.get("train_name") or recipe_name, estimated_cost=round(one_time.cost, 2))
+        except (TrainConfigError, ValueError, RuntimeError, LegalftError) as exc:
+            st.error(f"Not launched: {render_error(exc)}")
         else:
             _go_to_monitor(job.id)
 
@@ -253,13 +263,16 @@ else:
     if val_path:
         st.caption(f"Validation file: {Path(val_path).name} (held out, grouped by Act).")
 
+    st.caption(budget.headroom_text("managed", cost))
+    reason = _override_reason("managed", cost, "train_tf_budget_reason")
     if st.button("Launch on Token Factory", type="primary", key="train_tf_launch",
                  disabled=not (report.ok and connection["has_key"])):
         bar = st.progress(0.0, text="Uploading …")
         try:
-            job = tf.launch_job(report, launch_config, validation=val_path,
-                                progress=lambda message, fraction: bar.progress(fraction or 0.0, text=message))
-        except ServiceError as exc:
-            st.error(f"Not launched: {exc}")
+            with budget.maybe_override(reason):
+                job = tf.launch_job(report, launch_config, validation=val_path,
+                                    progress=lambda message, fraction: bar.progress(fraction or 0.0, text=message))
+        except LegalftError as exc:
+            st.error(f"Not launched: {render_error(exc)}")
         else:
             _go_to_monitor(job.id)

@@ -290,3 +290,28 @@ def test_monitor_page_lists_and_deletes_data_at_the_provider(standin, tmp_path):
     assert any("Deleted 1 item(s) at the provider" in s.value for s in at.success)
     assert not _at_provider(standin, job.remote["training_file"])
     assert get_job(job.id).remote["provider_data_deleted_at"]
+
+
+def test_train_page_shows_the_estimate_against_the_budget_and_an_admin_overrides(standin, tmp_path):
+    from legalft.data.registry import register_dataset
+    from legalft.data.sanitize import sanitize_file
+
+    clean = tmp_path / "clean.jsonl"
+    sanitize_file(ROOT / "data" / "legislation_qa_clean.jsonl", clean)
+    register_dataset(clean, "reference.jsonl")
+    set_budget("managed", 0.0)
+    at = _open("pages/train.py")
+    at.radio(key="train_path").set_value("Nebius Token Factory (managed)").run()
+    line = next(c.value for c in at.caption if c.value.startswith("Budget:"))
+    assert "against $0.00 left of $0.00" in line and "OVER what is left" in line
+    # The page's user (this machine's, an admin without sign-in) is offered the override; without a
+    # reason the launch is refused, with one it goes ahead and both are recorded.
+    at.button(key="train_tf_launch").click().run()
+    assert any("Not launched" in e.value and "budget" in e.value for e in at.error)
+    assert list_jobs("token_factory") == []
+    at.text_input(key="train_tf_budget_reason").input("partner approved").run()
+    at.button(key="train_tf_launch").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(list_jobs("token_factory")) == 1
+    outcomes = [(e.action, e.outcome) for e in list_audit()][:3]
+    assert outcomes == [("managed.launch", "ok"), ("budget.override", "override"), ("managed.launch", "refused")]
