@@ -177,10 +177,14 @@ def _render(job_id: str) -> bool:
         if job.path == "local":
             merged = job.output.get("merged")
             if not merged and buttons[2].button("Merge adapter", key=f"monitor_merge_{job.id}", type="primary"):
-                with st.spinner("Merging the adapter and checking parity …"):
-                    report = merge_run(job.id)
-                st.session_state["monitor_merge_message"] = report.message
-                st.rerun()
+                try:
+                    with st.spinner("Merging the adapter and checking parity …"):
+                        report = merge_run(job.id)
+                except LegalftError as exc:  # a viewer's refusal, or a run that cannot be merged
+                    st.error(render_error(exc))
+                else:
+                    st.session_state["monitor_merge_message"] = report.message
+                    st.rerun()
             if merged:
                 parity = job.output.get("parity_ok")
                 st.success(f"Merged into {merged} · parity check {'passed' if parity else 'FAILED'}")
