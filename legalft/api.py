@@ -9,6 +9,11 @@ Routes and schemas follow the reference legal layer (``GET /health``, ``POST /v1
   default, so browsers on other sites cannot call it at all).
 - **Streaming clean-up**: when a client disconnects mid-answer, the upstream stream to the model
   server is closed at once, so the server stops generating for nobody.
+- **Nothing leaks, nothing fails open**: non-finite numbers are a 422, bodies over
+  ``max_body_bytes`` a 413 (read no further), error bodies name the field and the rule but never
+  echo the input, upstream failures never name the model server's host or paths, the OpenAPI docs
+  are off (or behind the token with ``docs=True``), the access log drops query strings (a token
+  pasted into a URL is not written down), and an optional per-token rate limit answers 429.
 
 Run it with ``legalft api --endpoint ID --port 8000``; ``create_app`` builds the app for tests and
 for embedding.
@@ -27,6 +32,7 @@ from typing import Any, AsyncIterator, Literal
 
 from fastapi import FastAPI, HTTPException
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -55,6 +61,9 @@ MIN_TOKEN_CHARS = 16
 #: Longest query, system prompt or message accepted, in characters (a long Act section fits).
 MAX_TEXT_CHARS = 32_000
 MAX_MESSAGES = 100
+#: Largest request body, in bytes: a longest query with a longest system prompt fits many times over.
+MAX_BODY_BYTES = 1_048_576
+RATE_LIMIT_ENV = "LEGALFT_API_RATE_LIMIT"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -71,8 +80,12 @@ class Usage(BaseModel):
     total_tokens: int = 0
 
 
+# ``allow_inf_nan=False``: Python's JSON reader accepts NaN and Infinity, which must be a 422, not a 500.
+_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
 class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     role: Literal["system", "user", "assistant"]
     content: str = Field(max_length=MAX_TEXT_CHARS)
@@ -81,11 +94,11 @@ class Message(BaseModel):
 class AnalyzeRequest(BaseModel):
     """One legal question."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     query: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=1, le=MAX_TOKENS_LIMIT)
-    temperature: float = Field(DEFAULT_TEMPERATURE, ge=0.0, le=2.0)
+    temperature: float = Field(DEFAULT_TEMPERATURE, ge=0.0, le=2.0, allow_inf_nan=False)
     system_prompt: str | None = Field(None, max_length=MAX_TEXT_CHARS)
     stream: bool = False
 
@@ -100,11 +113,11 @@ class AnalyzeRequest(BaseModel):
 class ChatRequest(BaseModel):
     """A conversation; the last message is the user's question."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = _STRICT
 
     messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=1, le=MAX_TOKENS_LIMIT)
-    temperature: float = Field(DEFAULT_TEMPERATURE, ge=0.0, le=2.0)
+    temperature: float = Field(DEFAULT_TEMPERATURE, ge=0.0, le=2.0, allow_inf_nan=False)
     stream: bool = False
 
     @model_validator(mode="after")
@@ -172,6 +185,12 @@ class ApiSettings:
     """Seconds to wait for the model server (per request, or per piece when streaming)."""
     clean_answers: bool = True
     """Strip an echoed question or system prompt from answers."""
+    max_body_bytes: int = MAX_BODY_BYTES
+    """Larger request bodies are refused with 413 before they are read in full."""
+    docs: bool = False
+    """Serve the OpenAPI schema and docs at ``/v1/openapi.json`` and ``/v1/docs`` (behind the token)."""
+    rate_limit: str | None = None
+    """Per-token limit such as ``60/minute`` (``LEGALFT_API_RATE_LIMIT``); none by default."""
 
     def __post_init__(self) -> None:
         if self.require_auth:
@@ -182,10 +201,20 @@ class ApiSettings:
             if len(self.token) < MIN_TOKEN_CHARS:
                 raise ApiConfigError(f"{TOKEN_ENV} is too short to be a secret; use at least {MIN_TOKEN_CHARS} "
                                      "random characters")
+        if self.max_body_bytes < 1024:
+            raise ApiConfigError(f"max_body_bytes must be at least 1024, not {self.max_body_bytes}")
+        if self.rate_limit:
+            from limits import parse
+
+            try:
+                parse(self.rate_limit)
+            except ValueError:
+                raise ApiConfigError(f"{RATE_LIMIT_ENV}: {self.rate_limit!r} is not a rate; write e.g. 60/minute "
+                                     "or 1000/hour") from None
 
     def __repr__(self) -> str:  # never the token
         return (f"ApiSettings(require_auth={self.require_auth}, cors_origins={self.cors_origins}, "
-                f"token={'set' if self.token else 'unset'})")
+                f"token={'set' if self.token else 'unset'}, docs={self.docs}, rate_limit={self.rate_limit!r})")
 
     @classmethod
     def from_env(cls, *, no_auth: bool = False, host: str = "127.0.0.1", **fields: Any) -> "ApiSettings":
@@ -194,6 +223,7 @@ class ApiSettings:
             raise ApiConfigError(f"--no-auth is only allowed on a loopback address (127.0.0.1), not {host}; "
                                  f"set {TOKEN_ENV} to serve other machines")
         token = os.environ.get(TOKEN_ENV, "").strip() or None
+        fields.setdefault("rate_limit", os.environ.get(RATE_LIMIT_ENV, "").strip() or None)
         return cls(token=None if no_auth else token, require_auth=not no_auth,
                    cors_origins=parse_origins(os.environ.get(CORS_ENV)), **fields)
 
@@ -221,12 +251,127 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
+class BodyLimit:
+    """ASGI middleware: a body over ``limit`` bytes is a 413, by its Content-Length or once it has
+    streamed that far; the rest is never read, and the reply is short whatever was sent."""
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+        started = refused = False
+
+        async def counted_receive():
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    # Answer now and tell the app the client left: it stops reading, and whatever it
+                    # would send after is dropped (FastAPI turns an exception here into a 400).
+                    refused = True
+                    if not started:
+                        await self._refuse(scope, receive, send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def tracked_send(message):
+            nonlocal started
+            if refused:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, counted_receive, tracked_send)
+
+    async def _refuse(self, scope, receive, send):
+        response = JSONResponse({"detail": f"request body too large: at most {self.limit} bytes"},
+                                status_code=413, headers={"Connection": "close"})
+        await response(scope, receive, send)
+
+
+class RateLimit:
+    """ASGI middleware: at most ``rate`` requests per token (``limits``' moving window, in memory)
+    on ``/v1/``; over it, 429 with ``Retry-After``. Runs after the token check, so only valid
+    tokens are counted, each under a hash of itself."""
+
+    def __init__(self, app, rate: str):
+        from limits import parse
+        from limits.storage import MemoryStorage
+        from limits.strategies import MovingWindowRateLimiter
+
+        self.app = app
+        self.rate = parse(rate)
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            import hashlib
+
+            header = dict(scope.get("headers") or []).get(b"authorization", b"")
+            key = hashlib.sha256(header).hexdigest()[:16]
+            if not self.limiter.hit(self.rate, "legal-api", key):
+                reset, _ = self.limiter.get_window_stats(self.rate, "legal-api", key)
+                import time
+
+                retry = max(1, int(reset - time.time()) + 1)
+                response = JSONResponse({"detail": f"rate limit reached ({self.rate}); try again in {retry} s"},
+                                        status_code=429, headers={"Retry-After": str(retry)})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+#: The most validation errors one reply lists, and the longest field name it repeats.
+MAX_REPORTED_ERRORS = 10
+MAX_LOC_CHARS = 64
+
+
+def validation_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """pydantic's errors without the input or its context: field, rule, kind; never what was sent
+    (a 10 MB body must not come back, and NaN cannot be written as JSON)."""
+    safe = []
+    for item in errors[:MAX_REPORTED_ERRORS]:
+        loc = [part if isinstance(part, int) else str(part)[:MAX_LOC_CHARS] for part in item.get("loc") or ()]
+        safe.append({"loc": loc, "msg": str(item.get("msg", "invalid"))[:200], "type": str(item.get("type", ""))})
+    if len(errors) > MAX_REPORTED_ERRORS:
+        safe.append({"loc": [], "msg": f"and {len(errors) - MAX_REPORTED_ERRORS} more", "type": "truncated"})
+    return safe
+
+
+#: What callers are told for each upstream failure: never the server's URL, host, port or paths
+#: (those go to the API's own log).
+PUBLIC_UPSTREAM_ERRORS = {
+    "network": "the model server is not running or cannot be reached; try again later",
+    "timeout": "the model server did not answer in time; try again, or ask for fewer tokens",
+    "rate_limit": "the model server is busy (rate limited); try again shortly",
+    "bad_request": "the model server refused the request (too long for the model, or a setting it does not accept)",
+}
+PUBLIC_UPSTREAM_DEFAULT = "the model server failed to answer; the API's log has the details"
+
+
+def public_error(exc: ServiceError) -> str:
+    return PUBLIC_UPSTREAM_ERRORS.get(exc.kind, PUBLIC_UPSTREAM_DEFAULT)
+
+
 _HTTP_STATUS = {"network": 503, "timeout": 504, "rate_limit": 429, "no_key": 502, "auth": 502,
                 "not_found": 502, "server": 502, "bad_request": 400}
 
 
 def _http_error(exc: ServiceError) -> HTTPException:
-    return HTTPException(status_code=_HTTP_STATUS.get(exc.kind, 502), detail=str(exc))
+    log.warning("model server error (%s): %s", exc.kind, exc)
+    return HTTPException(status_code=_HTTP_STATUS.get(exc.kind, 502), detail=public_error(exc))
 
 
 def _sse(data: Any) -> str:
@@ -242,12 +387,22 @@ def create_app(endpoint: Endpoint, settings: ApiSettings | None = None) -> FastA
     """The legal API over ``endpoint``. ``app.state.streams`` counts streams started, completed, cut short."""
     settings = settings or ApiSettings.from_env()
     model_name = public_model_name(endpoint)
+    docs = {"openapi_url": "/v1/openapi.json", "docs_url": "/v1/docs", "redoc_url": None} if settings.docs else \
+        {"openapi_url": None, "docs_url": None, "redoc_url": None}
     app = FastAPI(title="legalft legal API", version="1",
-                  description="Questions on UK legislation, answered by a fine-tuned model.")
+                  description="Questions on UK legislation, answered by a fine-tuned model.", **docs)
     app.state.endpoint = endpoint
     app.state.settings = settings
     app.state.streams = {"started": 0, "completed": 0, "disconnected": 0, "failed": 0}
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request, exc: RequestValidationError):
+        return JSONResponse({"detail": validation_errors(list(exc.errors()))}, status_code=422)
+
+    # Middleware added later wraps what came before: CORS, then the token, then the rate, then the size.
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    if settings.rate_limit:
+        app.add_middleware(RateLimit, rate=settings.rate_limit)
     if settings.require_auth:
         app.add_middleware(BearerAuth, token=settings.token)
     if settings.cors_origins:
@@ -323,7 +478,8 @@ def create_app(endpoint: Endpoint, settings: ApiSettings | None = None) -> FastA
             app.state.streams["completed"] += 1
         except ServiceError as exc:
             app.state.streams["failed"] += 1
-            yield f"event: error\n{_sse({'error': str(exc), 'kind': exc.kind})}"
+            log.warning("model server error mid-stream (%s): %s", exc.kind, exc)
+            yield f"event: error\n{_sse({'error': public_error(exc), 'kind': exc.kind})}"
             yield _sse(DONE_MARKER)
             finished = True
         finally:
@@ -369,14 +525,42 @@ async def _close(pieces) -> None:
 
 
 def run_api(endpoint_ref: str | int | Endpoint, *, host: str = "127.0.0.1", port: int = 8000,
-            no_auth: bool = False, log_level: str = "info") -> None:
+            no_auth: bool = False, log_level: str = "info", docs: bool = False, rate_limit: str | None = None,
+            max_body_bytes: int | None = None) -> None:
     """Serve the legal API with uvicorn until interrupted."""
     import uvicorn
 
-    settings = ApiSettings.from_env(no_auth=no_auth, host=host)
+    fields: dict[str, Any] = {"docs": docs}
+    if rate_limit:
+        fields["rate_limit"] = rate_limit
+    if max_body_bytes:
+        fields["max_body_bytes"] = max_body_bytes
+    settings = ApiSettings.from_env(no_auth=no_auth, host=host, **fields)
     endpoint = resolve_endpoint(endpoint_ref)
     app = create_app(endpoint, settings)
     log.info("legal API on http://%s:%d over %s (%s); auth %s; CORS origins: %s", host, port, endpoint.name,
              endpoint.base_url, "on" if settings.require_auth else "OFF (localhost only)",
              ", ".join(settings.cors_origins) or "none")
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, log_config=log_config(), server_header=False)
+
+
+class RedactQuery(logging.Filter):
+    """Drops the query string from uvicorn's access lines: a token pasted into a URL is not written down."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and "?" in args[2]:
+            record.args = (*args[:2], args[2].split("?", 1)[0] + "?[redacted]", *args[3:])
+        return True
+
+
+def log_config() -> dict[str, Any]:
+    """uvicorn's own logging setup with ``RedactQuery`` on the access log."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact_query"] = {"()": RedactQuery}
+    config["handlers"]["access"]["filters"] = ["redact_query"]
+    return config

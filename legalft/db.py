@@ -200,6 +200,38 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (run_id, label, idx)
     );
     """,
+    # 7: who may do what (allow-list and roles), the append-only audit trail, monthly budgets
+    """
+    CREATE TABLE users (
+        principal TEXT PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('viewer', 'trainer', 'admin')),
+        added_by TEXT NOT NULL,
+        added_at TEXT NOT NULL
+    );
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        role TEXT,
+        source TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        outcome TEXT NOT NULL CHECK (outcome IN ('ok', 'denied', 'refused', 'failed', 'override')),
+        estimated_cost REAL,
+        details_json TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX audit_log_at ON audit_log(at);
+    CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TABLE budgets (
+        kind TEXT PRIMARY KEY CHECK (kind IN ('managed', 'gpu')),
+        monthly_usd REAL NOT NULL CHECK (monthly_usd >= 0),
+        updated_by TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
 ]
 
 

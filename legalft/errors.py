@@ -8,6 +8,8 @@ each kind is its own class, so ``except NotFound`` reads as what it means::
     LegalftError
     ├── UsageError            bad arguments or settings (exit 2)
     │   └── ConfigError       a config with problems, each with what to change
+    │   └── BudgetExceeded    a launch over what is left of the month's budget
+    ├── AccessDenied          the signed-in user's role does not allow the action
     ├── StateError            the state folder or a job does not allow the operation
     │   ├── HomeNotWritable   LEGALFT_HOME cannot be written
     │   ├── IndexDamaged      the database cannot be read (``legalft doctor`` rebuilds it)
@@ -61,6 +63,19 @@ class ConfigError(UsageError, ValueError):
     def __init__(self, problems: list[str] | str):
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__("; ".join(self.problems))
+
+
+class BudgetExceeded(UsageError):
+    """A launch whose estimate is over what is left of the month's budget (an admin may override)."""
+
+    kind = "budget"
+
+
+class AccessDenied(LegalftError):
+    """The user is not signed in, not on the allow-list, or their role does not allow the action."""
+
+    kind = "access_denied"
+    exit_code = 3
 
 
 class StateError(LegalftError):

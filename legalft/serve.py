@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from legalft import procs
+from legalft.audit import action
 from legalft.endpoints import Endpoint, list_endpoints, save_endpoint
 from legalft.errors import ServiceError
 from legalft.home import project_root, subdir
@@ -413,6 +414,7 @@ def list_servers(refresh: bool = True) -> list[Endpoint]:
     return out
 
 
+@action("serve.start")
 def start_server(
     target: str | Path | ModelSource,
     config: ServeConfig | None = None,
@@ -475,6 +477,7 @@ def start_server(
     return endpoint
 
 
+@action("serve.stop")
 def stop_server(endpoint: Endpoint | int | str, timeout: float = 15.0) -> Endpoint:
     """Stop a server legalft started (its whole process group); records it ``stopped``. Idempotent."""
     from legalft.chat import resolve_endpoint

@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from legalft import costs
+from legalft.errors import AccessDenied, render_error
 from legalft.home import bundled_data_dir
 
 REFERENCE_FILE = bundled_data_dir() / "legislation_qa_clean.jsonl"
@@ -63,12 +64,18 @@ def save_override() -> None:
         st.session_state["costs_override_message"] = ("success", f"Saved your figure for {label}: {value:g}.")
     except (KeyError, ValueError) as exc:
         st.session_state["costs_override_message"] = ("error", str(exc).strip("'\""))
+    except AccessDenied as exc:  # a viewer or trainer: prices are an admin's
+        st.session_state["costs_override_message"] = ("error", render_error(exc))
 
 
 def clear_override() -> None:
     key = st.session_state["costs_override_key"]
     label = costs.effective_prices()[key].label
-    cleared = costs.clear_price_override(key)
+    try:
+        cleared = costs.clear_price_override(key)
+    except AccessDenied as exc:
+        st.session_state["costs_override_message"] = ("error", render_error(exc))
+        return
     text = f"{label} is back to the catalogue value." if cleared else f"{label} had no override."
     st.session_state["costs_override_message"] = ("info", text)
 

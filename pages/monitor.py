@@ -12,6 +12,7 @@ from legalft import managed as tf
 from legalft.endpoints import list_endpoints
 from legalft.errors import LegalftError, ServiceError, render_error
 from legalft.jobs import list_checkpoints, list_jobs
+from legalft.managed.cleanup import delete_provider_data, provider_footprint
 from legalft.train import merge_run, reconcile_jobs, resume_job
 
 REFRESH_SECONDS = 2.0
@@ -92,10 +93,35 @@ def _deploy_panel(job) -> None:
         if st.form_submit_button("Deploy", type="primary"):
             try:
                 endpoint = tf.deploy_checkpoint(job.id, name=name, checkpoint_id=checkpoint)
-            except (ServiceError, ValueError) as exc:
-                st.error(str(exc))
+            except (LegalftError, ValueError) as exc:
+                st.error(render_error(exc))
             else:
                 st.success(f"Deploying as `{endpoint.model}` ({endpoint.status}).")
+
+
+def _provider_data_panel(job) -> None:
+    """What the managed job left at the provider, and one action to delete it (admins)."""
+    with st.expander("Data at the provider"):
+        checked = st.session_state.get(f"monitor_provider_checked_{job.id}", False)
+        try:
+            footprint = provider_footprint(job.id, check=checked)
+        except LegalftError as exc:
+            st.error(render_error(exc))
+            return
+        if footprint.deleted_at:
+            st.success(f"Deleted at the provider on {footprint.deleted_at}.")
+        st.dataframe(footprint.to_rows(), hide_index=True, width="stretch")
+        c1, c2 = st.columns(2)
+        if c1.button("Check at the provider", key=f"monitor_provider_check_{job.id}"):
+            st.session_state[f"monitor_provider_checked_{job.id}"] = True
+            st.rerun()
+        if c2.button("Delete at the provider", key=f"monitor_provider_delete_{job.id}",
+                     help="Deletes the job's deployments and its uploaded and result files there (admins)"):
+            try:
+                report = delete_provider_data(job.id)
+                st.success(f"Deleted {len(report.deleted)} item(s) at the provider.")
+            except LegalftError as exc:
+                st.error(render_error(exc))
 
 
 def _render(job_id: str) -> bool:
@@ -162,10 +188,14 @@ def _render(job_id: str) -> bool:
         if job.path == "local":
             merged = job.output.get("merged")
             if not merged and buttons[2].button("Merge adapter", key=f"monitor_merge_{job.id}", type="primary"):
-                with st.spinner("Merging the adapter and checking parity …"):
-                    report = merge_run(job.id)
-                st.session_state["monitor_merge_message"] = report.message
-                st.rerun()
+                try:
+                    with st.spinner("Merging the adapter and checking parity …"):
+                        report = merge_run(job.id)
+                except LegalftError as exc:  # a viewer's refusal, or a run that cannot be merged
+                    st.error(render_error(exc))
+                else:
+                    st.session_state["monitor_merge_message"] = report.message
+                    st.rerun()
             if merged:
                 parity = job.output.get("parity_ok")
                 st.success(f"Merged into {merged} · parity check {'passed' if parity else 'FAILED'}")
@@ -176,6 +206,8 @@ def _render(job_id: str) -> bool:
             _deploy_panel(job)
         if buttons[4].button("Chat", key=f"monitor_chat_{job.id}"):
             st.switch_page("pages/chat.py")
+    if job.path == "token_factory" and job.is_terminal:
+        _provider_data_panel(job)
     if st.session_state.get("monitor_merge_message"):
         st.info(st.session_state["monitor_merge_message"])
     return job.is_terminal

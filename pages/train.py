@@ -6,12 +6,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from legalft import costs
+from legalft import auth, budget, costs
 from legalft import managed as tf
 from legalft.data.registry import list_datasets
 from legalft.data.split import split_file
 from legalft.errors import LegalftError, ServiceError, render_error
 from legalft.home import subdir
+from legalft.managed.cleanup import WHERE_DATA_GOES
 from legalft.train import (
     TrainConfigError,
     detect_hardware,
@@ -100,8 +101,16 @@ st.table(pd.DataFrame({
     "Nebius Token Factory": ["the service's catalogue", "none: upload and go", "per training token; per-token serving",
                              "data and model live at the provider"],
 }, index=["model choice", "setup", "billing", "control"]))
+st.caption(WHERE_DATA_GOES["token_factory" if path.startswith("Nebius") else "local"])
 st.caption(f"Cost planner, reference scenario (500 queries a day, 800 tokens in, 400 out): {_recommendation()}")
 st.page_link("pages/costs.py", label="Plan costs for your own scenario", icon=":material/payments:")
+
+
+def _override_reason(kind: str, estimate: float | None, key: str) -> str | None:
+    """Over budget, an admin may give a reason to go over it (recorded); others see the refusal coming."""
+    if budget.over_budget(kind, estimate) and auth.current_user().can("admin"):
+        return st.text_input("Over budget: reason to override (admins; recorded in the audit trail)", key=key)
+    return None
 
 
 SKYPILOT_REGIONS = ("nebius/eu-north1", "nebius/eu-west1", "nebius/us-central1")
@@ -252,9 +261,12 @@ if path.startswith("Cloud"):
     if not hardware.has_gpu:
         st.caption("This machine has no GPU: the run trains on the CPU, which suits the smoke recipe and tiny models.")
 
+    st.caption(budget.headroom_text("gpu", round(one_time.cost, 2)))
+    reason = _override_reason("gpu", round(one_time.cost, 2), "train_budget_reason")
     if st.button("Launch training", type="primary", key="train_launch"):
         try:
-            with st.spinner("Checking the settings" + (f" and {target.describe()}" if target else "") + " …"):
+            with budget.maybe_override(reason), st.spinner(
+                    "Checking the settings" + (f" and {target.describe()}" if target else "") + " …"):
                 job = start_training(config, train_path, validation_path=val_path, dataset_id=dataset.id,
                                      name=s.get("train_name") or recipe_name, estimated_cost=round(one_time.cost, 2),
                                      target=target)
@@ -318,13 +330,16 @@ else:
     if val_path:
         st.caption(f"Validation file: {Path(val_path).name} (held out, grouped by Act).")
 
+    st.caption(budget.headroom_text("managed", cost))
+    reason = _override_reason("managed", cost, "train_tf_budget_reason")
     if st.button("Launch on Token Factory", type="primary", key="train_tf_launch",
                  disabled=not (report.ok and connection["has_key"])):
         bar = st.progress(0.0, text="Uploading …")
         try:
-            job = tf.launch_job(report, launch_config, validation=val_path,
-                                progress=lambda message, fraction: bar.progress(fraction or 0.0, text=message))
-        except ServiceError as exc:
-            st.error(f"Not launched: {exc}")
+            with budget.maybe_override(reason):
+                job = tf.launch_job(report, launch_config, validation=val_path,
+                                    progress=lambda message, fraction: bar.progress(fraction or 0.0, text=message))
+        except LegalftError as exc:
+            st.error(f"Not launched: {render_error(exc)}")
         else:
             _go_to_monitor(job.id)

@@ -31,8 +31,10 @@ def free_port() -> int:
 class StreamlitServer:
     """`streamlit run app.py` on a free port, with its own LEGALFT_HOME; can be restarted."""
 
-    def __init__(self, home: Path, env: dict[str, str] | None = None, *, as_make_run: bool = False) -> None:
+    def __init__(self, home: Path, env: dict[str, str] | None = None, *, as_make_run: bool = False,
+                 args: list[str] | None = None) -> None:
         self.home = home
+        self.args = list(args or [])  # more `streamlit run` flags (e.g. --secrets.files for sign-in)
         self.as_make_run = as_make_run  # only the flags `make run` passes: the rest from .streamlit/config.toml
         self.port = free_port()
         self.env = {**os.environ, "LEGALFT_HOME": str(home), **(env or {})}
@@ -48,6 +50,7 @@ class StreamlitServer:
         if not self.as_make_run:
             cmd += ["--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats",
                     "false", "--server.fileWatcherType", "none"]
+        cmd += self.args
         self.process = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=open(self.log, "ab"),
                                         stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout

@@ -17,7 +17,8 @@ at = AppTest.from_file({str(ROOT / "app.py")!r}, default_timeout=60)
 at.run()
 errors = [str(e.message) for e in at.exception]
 for page in ("pages/dataset.py", "pages/train.py", "pages/monitor.py", "pages/costs.py", "pages/chat.py",
-             "pages/evaluate.py"):
+             "pages/evaluate.py",
+             "pages/activity.py"):
     at.switch_page(page)
     at.run()
     errors += [f"{{page}}: {{e.message}}" for e in at.exception]

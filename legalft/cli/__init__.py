@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "legalft.cli.cite",
     "legalft.cli.eval",
     "legalft.cli.doctor",
+    "legalft.cli.access",
 )
 
 

@@ -68,6 +68,10 @@ def register(subparsers) -> None:
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8000)
     api.add_argument("--no-auth", action="store_true", help="no token (only on 127.0.0.1)")
+    api.add_argument("--docs", action="store_true", help="serve /v1/openapi.json and /v1/docs (behind the token)")
+    api.add_argument("--rate-limit", metavar="RATE",
+                     help="per-token limit, e.g. 60/minute (default: $LEGALFT_API_RATE_LIMIT, else none)")
+    api.add_argument("--max-body-bytes", type=int, default=None, help="largest request body (default 1 MiB)")
     api.add_argument("--log-level", default="info")
     api.set_defaults(handler=run_api)
 
@@ -198,7 +202,8 @@ def run_api(args: argparse.Namespace) -> int:
     from legalft.errors import ServiceError
 
     try:
-        serve_api(args.endpoint, host=args.host, port=args.port, no_auth=args.no_auth, log_level=args.log_level)
+        serve_api(args.endpoint, host=args.host, port=args.port, no_auth=args.no_auth, log_level=args.log_level,
+                  docs=args.docs, rate_limit=args.rate_limit, max_body_bytes=args.max_body_bytes)
     except ApiConfigError as exc:
         raise UsageError(str(exc)) from None
     except ServiceError as exc:

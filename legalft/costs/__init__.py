@@ -29,6 +29,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
+from legalft.audit import action
 from legalft.home import bundled_data_dir
 
 log = logging.getLogger(__name__)
@@ -206,6 +207,7 @@ def list_price_overrides() -> dict[str, tuple[float, str]]:
     return {row["key"]: (float(row["value"]), row["updated_at"]) for row in rows}
 
 
+@action("prices.override")
 def set_price_override(key: str, value: float) -> None:
     """Save the user's own figure for a catalogue price (replacing any earlier override)."""
     catalogue = load_catalogue()
@@ -228,6 +230,7 @@ def set_price_override(key: str, value: float) -> None:
     log.info("price override saved: %s = %s", key, value)
 
 
+@action("prices.override")
 def clear_price_override(key: str) -> bool:
     """Go back to the catalogue's figure; returns whether there was an override."""
     from legalft.db import connect

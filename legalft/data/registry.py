@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from legalft.audit import action
 from legalft.db import connect
 from legalft.home import subdir
 from legalft.jobs import utc_now
@@ -43,6 +44,7 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+@action("dataset.register")
 def register_dataset(clean_path: str | Path, name: str, report: dict[str, Any] | None = None) -> RegisteredDataset:
     """Copy a clean JSONL file into LEGALFT_HOME/datasets and record it; the same file twice is one entry."""
     sha = file_sha256(clean_path)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from legalft.audit import action
 from legalft.data.registry import file_sha256
 from legalft.data.sanitize import sanitize_file
 from legalft.home import bundled_data_dir, subdir
@@ -42,6 +43,7 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(name).name).strip("-") or "dataset"
 
 
+@action("dataset.upload")
 def save_upload(name: str, content: bytes) -> Path:
     """Keep an uploaded file under LEGALFT_HOME/datasets/uploads (same content → same file)."""
     digest = hashlib.sha256(content).hexdigest()[:16]

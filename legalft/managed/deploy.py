@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from legalft.audit import action
 from legalft.chat import DEFAULT_SYSTEM_PROMPT
 from legalft.endpoints import Endpoint, delete_endpoint, list_endpoints, save_endpoint
 from legalft.errors import Conflict, DeployFailed
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 SMOKE_TEST_QUESTION = "What does section 1 of the Interpretation Act 1978 say about gender?"
 
 
+@action("managed.deploy")
 def deploy_checkpoint(
     job_id: str,
     *,
@@ -108,6 +110,7 @@ def list_models(client: TokenFactoryClient | None = None) -> list[dict[str, Any]
     return deployments
 
 
+@action("managed.delete_model")
 def delete_model(name: str, client: TokenFactoryClient | None = None) -> None:
     """Delete a deployed model and forget its endpoint."""
     known = next((e for e in list_endpoints(PATH) if e.model == name), None)

@@ -11,6 +11,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
+from legalft.audit import action
+from legalft.budget import launch_estimate
 from legalft.errors import NotFound, ServiceError
 from legalft.jobs import Job, add_events, claim_poll, create_job, require_job, update_job, upsert_checkpoint, utc_now
 from legalft.jobs import close_job as jobs_close
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 MANAGED_POLL_SECONDS = 10.0
 
 
+@action("managed.launch", cost=launch_estimate, budget="managed")
 def launch_job(
     dataset: str | Path | PreflightReport,
     config: LaunchConfig | None = None,
@@ -192,6 +195,7 @@ def wait_for_job(
                       what=f"sync of {job_id}")
 
 
+@action("managed.cancel")
 def cancel_job(job_id: str, client: TokenFactoryClient | None = None) -> Job:
     """Cancel the remote job and record it; a job that has already ended is returned unchanged."""
     job = require_job(job_id)

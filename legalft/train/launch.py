@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import yaml
 
 from legalft import procs
+from legalft.audit import action
 from legalft.errors import JobBusy, JobStateError
 from legalft.home import project_root, subdir
 from legalft.jobs import Job, create_job, list_jobs, new_job_id, require_job, update_job, upsert_checkpoint, utc_now
@@ -186,6 +187,7 @@ def _spawn(job_id: str, run_dir: Path, config: TrainConfig, resumed_from: int | 
 
 # ---- starting and stopping --------------------------------------------------------------------
 
+@action("train.start", budget="gpu")
 def start_training(
     config: TrainConfig,
     dataset_path: str | Path | None = None,
@@ -283,6 +285,7 @@ def process_alive(attempt: dict[str, Any] | None) -> bool | None:
     return procs.is_running(attempt)
 
 
+@action("train.cancel")
 def cancel_job(job_id: str, grace_seconds: float = CANCEL_GRACE_SECONDS) -> Job:
     """Stop a running local job: SIGTERM to its whole process group, SIGKILL after the grace period.
 
@@ -326,6 +329,7 @@ def start_run_dir(job_id: str, run_dir: Path, env: dict[str, str] | None = None)
     return _spawn(job_id, run_dir, config, resumed_from=checkpoints[-1][0] if checkpoints else None, env=env)
 
 
+@action("train.resume")
 def resume_job(job_id: str) -> Job:
     """Continue a failed or cancelled local job from its last checkpoint, in the same run directory.
 

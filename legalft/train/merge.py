@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from legalft.audit import action
 from legalft.jobs import utc_now
 from legalft.train.config import TrainConfig
 from legalft.train.launch import JobStateError, refresh_job
@@ -73,6 +74,7 @@ def _report_from_record(job_id: str, merged_dir: Path, record: dict[str, Any], m
                        base_model=record.get("base_model"), dtype=record.get("dtype"), seconds=record.get("seconds"))
 
 
+@action("train.merge")
 def merge_run(
     job_id: str, *, prompts: list[str] | None = None, max_new_tokens: int = 24, force: bool = False
 ) -> MergeReport:
