@@ -40,8 +40,12 @@ def launch_job(
     Raises ``PreflightError`` when a file breaks the service's rules (nothing is recorded then), and
     ``ServiceError`` when the service fails; the recorded job then says ``failed`` and why.
     """
+    from legalft.managed.integrations import build_integrations
+
     config = config or LaunchConfig()
     client = client or TokenFactoryClient()
+    # Read now, before anything is recorded or uploaded: a missing secret stops the launch here.
+    integrations = build_integrations(config.integrations, run_name=name or config.suffix)
     say = progress or (lambda message, fraction: None)
     reports = {}
     for role, item in (("training", dataset), ("validation", validation)):
@@ -74,7 +78,8 @@ def launch_job(
         created = client.create_job(
             model=config.model, training_file=remote["training_file"],
             validation_file=remote.get("validation_file"), hyperparameters=config.hyperparameters(),
-            suffix=config.suffix, seed=config.seed)
+            suffix=config.suffix, seed=config.seed, from_checkpoint=config.start_from(),
+            integrations=integrations, tags=config.tags)
     except ServiceError as exc:
         update_job(job.id, status="failed", error=str(exc), progress={"stage": "launch failed"})
         _discard_files(client, remote)
