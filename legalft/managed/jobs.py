@@ -158,6 +158,8 @@ def sync_job(job_id: str, client: TokenFactoryClient | None = None, *, max_age: 
         "fine_tuned_model": remote.get("fine_tuned_model"), "result_files": remote.get("result_files") or []}}
     if trained_tokens:
         fields["actual_cost"] = _training_cost(job.base_model or remote.get("model", ""), trained_tokens)
+    elif status in ("failed", "cancelled"):
+        fields["actual_cost"] = 0.0  # billed on trained tokens: ended before training, nothing to pay
     if status == "failed":
         fields["error"] = _job_error(remote.get("error"))
     if status in ("succeeded", "failed", "cancelled") and remote.get("finished_at"):
