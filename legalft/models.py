@@ -143,9 +143,12 @@ def import_checkpoint(job_id: str, checkpoint_id: str | None = None, *, client: 
         name = Path(meta.get("filename") or file_id).name  # never a path from the service
         client.download_file(file_id, staging / name)
         names.append(name)
-    base = None
+    base = job.base_model
     if (staging / "adapter_config.json").is_file():
-        base = adapter_base(staging)
+        try:
+            base = adapter_base(staging)
+        except UsageError:
+            log.warning("checkpoint %s names no base model; recorded as %s", chosen["checkpoint_id"], base)
     (staging / MODEL_RECORD).write_text(json.dumps({
         "source": "token_factory", "job_id": job_id, "remote_job": job.remote_id,
         "checkpoint_id": chosen["checkpoint_id"], "files": names, "base_model": base,

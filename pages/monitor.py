@@ -121,6 +121,13 @@ def _render(job_id: str) -> bool:
     left.code("\n".join(view.activity[-40:]) or "(nothing yet)", language=None, wrap_lines=True)
     right.markdown("**Config**")
     right.json(job.config, expanded=False)
+    if job.path == "local":
+        from legalft.train.tracking import links_for_job
+
+        for link in links_for_job(job):
+            right.markdown(f"**Tracked with {link.reporter}**: {link.where}" + (f" · [open]({link.url})" if link.url else ""))
+            if link.command:
+                right.code(link.command, language="bash", wrap_lines=True)
     if job.output:
         right.markdown("**Outputs**")
         right.json(job.output, expanded=False)

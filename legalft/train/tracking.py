@@ -119,3 +119,17 @@ def extend_training(config: TrainConfig, run_dir: Path, model: Any, sft: dict[st
     adapter = resolve_init_adapter(config.init_adapter)
     logger.info("continuing from the adapter in %s", adapter)
     return PeftModel.from_pretrained(model, str(adapter), is_trainable=True), report_to or ["none"], True
+
+
+def links_for_job(job: Any) -> list[TrackingLink]:
+    """The tracking links of a local job, read from its run folder's own config (none when unreadable)."""
+    from legalft.train.rundir import CONFIG_FILE
+
+    if getattr(job, "path", None) != "local" or not job.run_dir:
+        return []
+    try:
+        config = TrainConfig.load(Path(job.run_dir) / CONFIG_FILE)
+    except (OSError, ValueError) as exc:
+        logger.info("no tracking links for %s: %s", job.id, exc)
+        return []
+    return tracking_links(job.run_dir, config)
