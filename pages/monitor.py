@@ -9,9 +9,8 @@ from plotly.subplots import make_subplots
 
 from legalft import managed as tf
 from legalft import monitor
-from legalft.endpoints import list_endpoints
 from legalft.errors import LegalftError, ServiceError, render_error
-from legalft.jobs import list_checkpoints, list_jobs
+from legalft.jobs import list_jobs
 from legalft.train import merge_run, reconcile_jobs, resume_job
 
 REFRESH_SECONDS = 2.0
@@ -125,7 +124,8 @@ def _render(job_id: str) -> bool:
         from legalft.train.tracking import links_for_job
 
         for link in links_for_job(job):
-            right.markdown(f"**Tracked with {link.reporter}**: {link.where}" + (f" · [open]({link.url})" if link.url else ""))
+            opener = f" · [open]({link.url})" if link.url else ""
+            right.markdown(f"**Tracked with {link.reporter}**: {link.where}{opener}")
             if link.command:
                 right.code(link.command, language="bash", wrap_lines=True)
     if job.output:

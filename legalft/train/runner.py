@@ -107,8 +107,8 @@ def train(run_dir: Path, status: StatusWriter) -> dict[str, Any]:
     from trl import SFTConfig, SFTTrainer
 
     from legalft.train.callbacks import RunDirCallback
-    from legalft.train.tracking import extend_training
     from legalft.train.preflight import inspect_chat_template, load_records, load_tokenizer, resolve_base_model
+    from legalft.train.tracking import extend_training
 
     config = TrainConfig.load(run_dir / CONFIG_FILE)
     problems = check_library_fields(config)

@@ -66,9 +66,9 @@ def tracking_links(run_dir: str | Path, config: TrainConfig) -> list[TrackingLin
                                       url="https://wandb.ai/home"))
         elif name == "mlflow":
             uri = os.environ.get("MLFLOW_TRACKING_URI") or str(run_dir.parent.parent / "mlruns")
-            links.append(TrackingLink(name, f"MLflow at {uri}, run {run_dir.name}",
-                                      url=uri if uri.startswith("http") else None,
-                                      command=None if uri.startswith("http") else f"mlflow ui --backend-store-uri {uri}"))
+            remote = uri.startswith("http")
+            links.append(TrackingLink(name, f"MLflow at {uri}, run {run_dir.name}", url=uri if remote else None,
+                                      command=None if remote else f"mlflow ui --backend-store-uri {uri}"))
     return links
 
 
