@@ -17,6 +17,29 @@ from legalft.jobs import Job, list_checkpoints, list_events, require_job
 log = logging.getLogger(__name__)
 
 PATH_LABELS = {"local": "Cloud (own GPU)", "token_factory": "Token Factory"}
+STATUS_LABELS = {"validating_files": "Validating", "queued": "Queued", "running": "Running",
+                 "succeeded": "Succeeded", "failed": "Failed", "cancelled": "Cancelled"}
+
+
+def status_label(status: str) -> str:
+    """A short word for the job vocabulary's status (``validating_files`` -> ``Validating``)."""
+    return STATUS_LABELS.get(status, status.replace("_", " ").capitalize())
+
+
+def cost_label(job: Job) -> tuple[str, str | None]:
+    """(the cost to show, a note): the actual cost once known, else the estimate marked as one."""
+    if job.actual_cost is not None:
+        note = f"estimated ${job.estimated_cost:,.2f}" if job.estimated_cost is not None else None
+        return f"${job.actual_cost:,.2f}", note
+    if job.estimated_cost is not None:
+        return f"${job.estimated_cost:,.2f}", "estimate"
+    return "—", None
+
+
+def event_line(event: dict[str, Any]) -> str:
+    """``22:51:07 warn  message``: the time of day only, so the message (and its losses) stays readable."""
+    stamp = _parse_time(event.get("created_at"))
+    return f"{stamp.strftime('%H:%M:%S') if stamp else '--:--:--'} {event.get('level') or 'info':<5} {event['message']}"
 
 
 @dataclass
@@ -136,7 +159,7 @@ def view(job_id: str, log_lines: int = 40) -> JobView:
                 "loss": metrics.get("train_loss"), "eval_loss": metrics.get("valid_loss"),
                 "mean_token_accuracy": metrics.get("train_mean_token_accuracy"),
             })
-        result.activity = [f"{e['created_at']}  {e['level']:<7} {e['message']}" for e in list_events(job.id)]
+        result.activity = [event_line(e) for e in list_events(job.id)]
     return result
 
 

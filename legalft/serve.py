@@ -414,6 +414,22 @@ def list_servers(refresh: bool = True) -> list[Endpoint]:
     return out
 
 
+def _loadable_by(config: ServeConfig, source: ModelSource) -> ModelSource:
+    """``transformers serve`` loads full models only: an unmerged adapter is merged into a cache first
+    (once per adapter content; the run folder is not written). vLLM serves adapters as they are."""
+    if config.kind != "local" or not source.adapter_dir:
+        return source
+    from legalft.models import merged_for_serving
+
+    try:
+        merged = merged_for_serving(source.adapter_dir)
+    except (OSError, ValueError, ImportError) as exc:
+        raise ServeError(f"could not prepare {source.adapter_dir} for a CPU server (merging it into "
+                         f"{source.model}): {exc}") from None
+    return replace(source, model=str(merged), adapter_dir=None, adapter_rank=None,
+                   chat_template_file=_template_file(merged) or source.chat_template_file)
+
+
 @action("serve.start")
 def start_server(
     target: str | Path | ModelSource,
@@ -432,6 +448,7 @@ def start_server(
     """
     config = replace(config, **overrides) if config else ServeConfig(**overrides)
     source = target if isinstance(target, ModelSource) else resolve_target(target)
+    source = _loadable_by(config, source)
     if config.kind == "local" and config.served_model_name:
         raise ServeError("a local server answers to its model folder's path; served_model_name is for vLLM only")
     names = served_models(source, config)

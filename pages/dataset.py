@@ -7,12 +7,12 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from legalft.data import workbench
 from legalft.data.convert import ALL_KINDS, DEFAULT_KINDS, ConvertOptions, convert_file
 from legalft.data.readers import DatasetReadError
 from legalft.data.registry import register_dataset
 from legalft.data.split import split_file
 from legalft.data.stats import compute_stats
-from legalft.data import workbench
 from legalft.home import subdir
 
 st.title("Dataset")

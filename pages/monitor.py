@@ -9,9 +9,8 @@ from plotly.subplots import make_subplots
 
 from legalft import costs, monitor
 from legalft import managed as tf
-from legalft.endpoints import list_endpoints
-from legalft.errors import LegalftError, ServiceError, render_error
-from legalft.jobs import list_checkpoints, list_jobs
+from legalft.errors import LegalftError, render_error
+from legalft.jobs import list_jobs
 from legalft.managed.cleanup import delete_provider_data, provider_footprint
 from legalft.train import merge_run, reconcile_jobs, resume_job
 
@@ -71,32 +70,30 @@ def _charts(view: monitor.JobView) -> None:
 
 
 def _deploy_panel(job) -> None:
-    """Deploy a checkpoint of a succeeded managed job, and follow the deployment."""
-    deployed = [e for e in list_endpoints("token_factory") if e.job_id == job.id]
+    """Deploy a checkpoint of a succeeded managed job; a deployment is followed until it settles."""
+    from legalft.managed import display
+
+    deployed, warning = display.follow_deployments(job.id)
+    if warning:
+        st.warning(warning)
     for endpoint in deployed:
         reason = endpoint.details.get("status_reason")
         st.write(f"Deployment `{endpoint.model}`: **{endpoint.status}**" + (f" ({reason})" if reason else ""))
-        if endpoint.status not in ("active", "error") and st.button("Check deployment", key=f"monitor_poll_{endpoint.id}"):
-            try:
-                tf.poll_deployment(endpoint.model)
-            except ServiceError as exc:
-                st.error(str(exc))
-            st.rerun()
-    checkpoints = [c["checkpoint_id"] for c in list_checkpoints(job.id)]
-    if not checkpoints:
+    choices = dict(display.checkpoint_choices(job.id))
+    if not choices:
         return
     with st.form(f"monitor_deploy_form_{job.id}"):
         d1, d2 = st.columns(2)
         name = d1.text_input("Deployment name", value=job.name or "uk-legal", key=f"monitor_deploy_name_{job.id}")
-        checkpoint = d2.selectbox("Checkpoint", checkpoints[::-1], key=f"monitor_deploy_ckpt_{job.id}",
-                                  help="The latest is listed first.")
+        checkpoint = d2.selectbox("Checkpoint", list(choices), key=f"monitor_deploy_ckpt_{job.id}",
+                                  format_func=choices.get, help="The latest is listed first.")
         if st.form_submit_button("Deploy", type="primary"):
             try:
-                endpoint = tf.deploy_checkpoint(job.id, name=name, checkpoint_id=checkpoint)
+                tf.deploy_checkpoint(job.id, name=name, checkpoint_id=checkpoint)
             except (LegalftError, ValueError) as exc:
                 st.error(render_error(exc))
             else:
-                st.success(f"Deploying as `{endpoint.model}` ({endpoint.status}).")
+                st.rerun()  # the panel now follows the deployment by itself
 
 
 def _provider_data_panel(job) -> None:
@@ -125,14 +122,14 @@ def _provider_data_panel(job) -> None:
 
 
 def _render(job_id: str) -> bool:
-    """Draw the job's panel; returns whether the job has ended."""
+    """Draw the job's panel; returns whether nothing more changes by itself (ended, deployments settled)."""
     view = monitor.view(job_id)
     job = view.job
     if view.sync_warning:
         st.warning(view.sync_warning)
     head = st.columns([2, 1, 1, 1])
     head[0].markdown(f"### {job.id}\n{monitor.PATH_LABELS.get(job.path, job.path)} · `{job.base_model}`")
-    head[1].metric("Status", job.status)
+    head[1].metric("Status", monitor.status_label(job.status), help=f"as the service says: {job.status}")
     head[2].metric("Duration", monitor.format_duration(monitor.duration_seconds(job)))
     spent = costs.job_cost(job)
     head[3].metric("Cost (est. → actual)", costs.format_money(spent.estimate) if spent.estimate is not None else "—",
@@ -148,9 +145,17 @@ def _render(job_id: str) -> bool:
     _charts(view)
     left, right = st.columns([3, 2])
     left.markdown("**" + ("Events" if job.path == "token_factory" else "Log") + "**")
-    left.code("\n".join(view.activity[-40:]) or "(nothing yet)", language=None)
+    left.code("\n".join(view.activity[-40:]) or "(nothing yet)", language=None, wrap_lines=True)
     right.markdown("**Config**")
     right.json(job.config, expanded=False)
+    if job.path == "local":
+        from legalft.train.tracking import links_for_job
+
+        for link in links_for_job(job):
+            opener = f" · [open]({link.url})" if link.url else ""
+            right.markdown(f"**Tracked with {link.reporter}**: {link.where}{opener}")
+            if link.command:
+                right.code(link.command, language="bash", wrap_lines=True)
     if job.output:
         right.markdown("**Outputs**")
         right.json(job.output, expanded=False)
@@ -210,12 +215,18 @@ def _render(job_id: str) -> bool:
         _provider_data_panel(job)
     if st.session_state.get("monitor_merge_message"):
         st.info(st.session_state["monitor_merge_message"])
-    return job.is_terminal
+    return _settled(job)
+
+
+def _settled(job) -> bool:
+    from legalft.managed import display
+
+    return job.is_terminal and not (job.path == "token_factory" and display.needs_following(job.id))
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
 def live_panel(job_id: str) -> None:
-    """Re-drawn every few seconds while the job runs; a full rerun once it ends stops the polling."""
+    """Re-drawn every few seconds while the job runs or a deployment settles; a full rerun then stops it."""
     if _render(job_id):
         st.rerun()
 
@@ -225,7 +236,7 @@ def finished_panel(job_id: str) -> None:
     _render(job_id)
 
 
-if next(j for j in jobs if j.id == job_id).is_terminal:
+if _settled(next(j for j in jobs if j.id == job_id)):
     finished_panel(job_id)
 else:
     live_panel(job_id)

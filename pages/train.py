@@ -10,7 +10,7 @@ from legalft import auth, budget, costs
 from legalft import managed as tf
 from legalft.data.registry import list_datasets
 from legalft.data.split import split_file
-from legalft.errors import LegalftError, ServiceError, render_error
+from legalft.errors import LegalftError, render_error
 from legalft.home import subdir
 from legalft.managed.cleanup import WHERE_DATA_GOES
 from legalft.train import (
@@ -288,28 +288,47 @@ else:
     catalogue = tf.load_model_catalogue()
     st.caption(f"Model catalogue as of {catalogue.as_of} ({catalogue.source}).")
     models = [m.id for m in catalogue.models if m.lora or m.full]
+    limits = tf.SERVICE_LIMITS  # the service's published ranges: the form cannot go past them
     c1, c2, c3 = st.columns([2, 1, 1])
     model = c1.selectbox("Base model", models, key="train_tf_model")
-    n_epochs = c2.number_input("Epochs", 1, 50, 3, key="train_tf_epochs")
+    n_epochs = c2.number_input("Epochs", *limits["n_epochs"], 3, key="train_tf_epochs")
     learning_rate = c3.number_input("Learning rate", 1e-7, 1e-2, 1e-5, format="%.1e", key="train_tf_lr")
     c4, c5, c6, c7 = st.columns(4)
     use_lora = c4.checkbox("LoRA", True, key="train_tf_lora")
-    lora_r = c5.number_input("LoRA rank", 1, 256, 16, key="train_tf_r", disabled=not use_lora)
-    lora_alpha = c6.number_input("LoRA alpha", 1, 512, 16, key="train_tf_alpha", disabled=not use_lora)
+    lora_r = c5.number_input("LoRA rank", *limits["lora_r"], 16, key="train_tf_r", disabled=not use_lora)
+    lora_alpha = c6.number_input("LoRA alpha", limits["lora_alpha"][0], 1024, 16, key="train_tf_alpha",
+                                 disabled=not use_lora)
     lora_dropout = c7.number_input("LoRA dropout", 0.0, 0.99, 0.05, key="train_tf_dropout", disabled=not use_lora)
     with st.expander("Advanced"):
         e1, e2, e3, e4 = st.columns(4)
         packing = e1.checkbox("Packing", True, key="train_tf_packing")
-        batch = e2.number_input("Batch size (0 = service default)", 0, 1024, 0, key="train_tf_batch")
-        context = e3.number_input("Context length (0 = default)", 0, 131072, 0, key="train_tf_context")
+        batch = e2.number_input("Batch size (0 = service default)", 0, limits["batch_size"][1], 0, key="train_tf_batch")
+        context = e3.number_input(f"Context length (0 = default; {limits['context_length'][0]:,}–"
+                                  f"{limits['context_length'][1]:,})", 0, limits["context_length"][1], 0,
+                                  step=1024, key="train_tf_context")
         seed = e4.number_input("Seed", 0, 2**31 - 1, 42, key="train_tf_seed")
         suffix = st.text_input("Suffix (≤ 64 characters)", "uk-legal", key="train_tf_suffix")
+        starts = tf.continuation_choices()
+        start = st.selectbox("Continue from", [""] + list(starts), key="train_tf_from",
+                             format_func=lambda k: starts.get(k, "a fresh start (the base model)"),
+                             help="Go on training from a checkpoint of an earlier managed job")
+        hf_start = st.text_input("…or from a Hugging Face repo (org/name[@revision])", key="train_tf_from_hf")
+        integrations = st.multiselect(
+            "Report to (the service's integrations)", list(tf.INTEGRATION_LABELS), key="train_tf_integrations",
+            format_func=tf.INTEGRATION_LABELS.get,
+            help="Settings and secrets come from the environment or .streamlit/secrets.toml; never stored")
+        for kind in integrations:
+            missing = tf.integration_status(kind)["missing"]
+            if missing:
+                st.warning(f"{tf.INTEGRATION_LABELS[kind]} needs {', '.join(missing)} in the environment "
+                           "or .streamlit/secrets.toml.")
     try:
         launch_config = tf.LaunchConfig(
             model=model, n_epochs=int(n_epochs), learning_rate=float(learning_rate), lora=use_lora,
             lora_r=int(lora_r), lora_alpha=int(lora_alpha), lora_dropout=float(lora_dropout), packing=packing,
             batch_size=int(batch) or None, context_length=int(context) or None, seed=int(seed),
-            suffix=suffix.strip() or None)
+            suffix=suffix.strip() or None, from_checkpoint=start or hf_start.strip() or None,
+            integrations=list(integrations))
     except ValueError as exc:
         st.error(str(exc))
         st.stop()
@@ -323,6 +342,8 @@ else:
     training_cost = costs.estimate_managed_training(trained)
     p2.metric("Trained tokens per epoch", f"{trained.per_epoch:,}", help=trained.basis)
     p3.metric("Training cost", costs.format_money(training_cost.cost), help=training_cost.basis)
+    if training_cost.cost is None:
+        st.caption(tf.price_note(model))
     for error in report.errors:
         st.error(error)
     for warning in report.warnings:
@@ -330,8 +351,8 @@ else:
     if val_path:
         st.caption(f"Validation file: {Path(val_path).name} (held out, grouped by Act).")
 
-    st.caption(budget.headroom_text("managed", cost))
-    reason = _override_reason("managed", cost, "train_tf_budget_reason")
+    st.caption(budget.headroom_text("managed", training_cost.cost))
+    reason = _override_reason("managed", training_cost.cost, "train_tf_budget_reason")
     if st.button("Launch on Token Factory", type="primary", key="train_tf_launch",
                  disabled=not (report.ok and connection["has_key"])):
         bar = st.progress(0.0, text="Uploading …")

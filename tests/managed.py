@@ -25,8 +25,8 @@ def deployed(standin, statute_index, tmp_path):
     """A fine-tune deployed on the stand-in, and the served base model, as endpoints."""
     from token_factory_server import SERVED_BASE_MODELS
 
-    from legalft.endpoints import save_endpoint
     from legalft import managed as tf
+    from legalft.endpoints import save_endpoint
 
     data = tmp_path / "train.jsonl"
     data.write_text((ROOT / "data" / "legislation_qa_clean.jsonl").read_text())

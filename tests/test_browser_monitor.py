@@ -28,7 +28,7 @@ def wait_for_status(page, wanted: set[str], timeout: float = 120) -> str:
     while time.monotonic() < deadline:
         try:
             status = status_of(page)
-        except Exception:  # noqa: BLE001 - the panel is being redrawn
+        except Exception:
             status = ""
         if status in wanted:
             return status
@@ -46,7 +46,7 @@ def wait_for_step_above(page, floor: int, timeout: float = 90) -> int:
     while time.monotonic() < deadline:
         try:
             step = current_step(page)
-        except Exception:  # noqa: BLE001
+        except Exception:
             step = -1
         if step > floor:
             return step

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from legalft.data.readers import RawRecord
-from legalft.data.sanitize import sanitize_file, sanitize_record, sanitize_records, iter_values
+from legalft.data.sanitize import iter_values, sanitize_file, sanitize_record, sanitize_records
 from tests.conftest import REFERENCE_QA
 
 

@@ -8,9 +8,9 @@ import pytest
 from token_factory_server import DEFAULT_KEY
 
 from legalft import costs
+from legalft import managed as tf
 from legalft.cli import main as cli_main
 from legalft.jobs import create_job, get_job, list_jobs, update_job
-from legalft import managed as tf
 from legalft.train import build_smoke_model
 from tests.conftest import REFERENCE_QA
 

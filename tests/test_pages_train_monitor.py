@@ -42,7 +42,7 @@ def follow_to_end(at: AppTest, timeout: float = 240) -> str:
     while time.monotonic() < deadline:
         at.run()
         assert not at.exception, at.exception
-        status = metric(at, "Status")
+        status = (metric(at, "Status") or "").lower()
         if status in ("succeeded", "failed", "cancelled"):
             return status
         time.sleep(1)
@@ -118,7 +118,11 @@ def test_managed_run_launched_from_train_page_followed_and_deployed(tmp_path, st
     figure = at.get("plotly_chart")[0].proto.spec
     assert "train loss" in figure and "validation loss" in figure
     assert "Events" in str([m.value for m in at.markdown])
-    # Deploy the latest checkpoint from the Monitor page, then follow it to active.
+    # The checkpoint picker names each by epoch and validation loss.
+    picker = at.selectbox(key=f"monitor_deploy_ckpt_{job_id}")
+    assert picker.options[0].startswith("epoch 2 · valid loss ")
+    # Deploy the latest checkpoint from the Monitor page: the page follows it to active by itself
+    # (each run below is what the panel's timer does), through the service's first 404.
     form_submit = next(b for b in at.button if b.label == "Deploy")
     form_submit.click().run()
     assert not at.exception, at.exception
@@ -127,10 +131,10 @@ def test_managed_run_launched_from_train_page_followed_and_deployed(tmp_path, st
         endpoints = [e for e in list_endpoints("token_factory") if e.job_id == job_id]
         if endpoints and endpoints[0].status == "active":
             break
-        poll = [b for b in at.button if b.label == "Check deployment"]
-        if poll:
-            poll[0].click()
+        assert not [b for b in at.button if b.label == "Check deployment"]
         at.run()
-        time.sleep(0.3)
+        time.sleep(0.5)
     assert endpoints and endpoints[0].status == "active"
+    at.run()
+    assert any("**active**" in m.value for m in at.markdown)
     assert [j.id for j in list_jobs()] == [job_id]

@@ -78,7 +78,10 @@ def unwritable_home(tmp_path):
         home.chmod(0o755)
 
 
-@pytest.mark.parametrize("command", [["jobs", "list"], ["serve", "list"], ["cost", "scenario", "--queries-per-day", "500", "--input-tokens", "800", "--output-tokens", "400"],
+SCENARIO = ["cost", "scenario", "--queries-per-day", "500", "--input-tokens", "800", "--output-tokens", "400"]
+
+
+@pytest.mark.parametrize("command", [["jobs", "list"], ["serve", "list"], SCENARIO,
                                      ["train", "--recipe", "smoke", "--dataset", str(REFERENCE_QA)]])
 def test_an_unwritable_home_is_one_clear_line(unwritable_home, command):
     result = cli(*command, env={"LEGALFT_HOME": str(unwritable_home)})

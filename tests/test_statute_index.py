@@ -7,7 +7,7 @@ import json
 
 from statutes import statute_db, statute_index  # noqa: F401 - fixtures
 
-from legalft.data.sanitize import sanitize_records, iter_values
+from legalft.data.sanitize import iter_values, sanitize_records
 from legalft.data.split import record_acts, split_records
 from legalft.db import connect
 from legalft.home import bundled_data_dir

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -111,7 +112,7 @@ def test_whole_flow_upload_train_deploy_chat(standin, tmp_path):
     assert len(tokens) > 5 and "".join(tokens) == streamed.text == answer.text
 
     assert [m["name"] for m in tf.list_models()] == [endpoint.model]
-    tf.delete_model(endpoint.model)
+    tf.delete_model(endpoint.model)  # the service keeps it as "deleted"; the list leaves it out
     assert tf.list_models() == [] and list_endpoints("token_factory") == []
 
 
@@ -263,7 +264,7 @@ def test_standin_rejects_missing_and_wrong_keys(standin):
             client.files.list(extra_headers=headers) if headers else client.files.list()
 
 
-def test_standin_rejects_bad_uploads_and_job_requests(standin, tmp_path):
+def test_standin_rejects_bad_uploads_and_validates_job_requests_like_the_service(standin, tmp_path):
     import openai
 
     client = sdk(standin)
@@ -271,12 +272,89 @@ def test_standin_rejects_bad_uploads_and_job_requests(standin, tmp_path):
     with pytest.raises(openai.BadRequestError, match="purpose must be 'fine-tune'"):
         client.files.create(file=data.open("rb"), purpose="assistants")
     file_id = client.files.create(file=data.open("rb"), purpose="fine-tune").id
-    with pytest.raises(openai.BadRequestError, match="unknown hyperparameter 'lora_rank'"):
-        client.fine_tuning.jobs.create(model=MODEL, training_file=file_id, hyperparameters={"lora_rank": 8})
-    with pytest.raises(openai.BadRequestError, match="at most 64 characters"):
-        client.fine_tuning.jobs.create(model=MODEL, training_file=file_id, suffix="x" * 65)
+    # Unknown hyperparameter names are accepted and ignored (additionalProperties: true).
+    job = client.fine_tuning.jobs.create(model=MODEL, training_file=file_id, hyperparameters={"lora_rank": 4})
+    assert "lora_rank" not in job.hyperparameters.model_dump() and job.hyperparameters.lora_r == 8
+    # Request validation is HTTP 422 with FastAPI's detail list.
+    with pytest.raises(openai.UnprocessableEntityError) as caught:
+        client.fine_tuning.jobs.create(model=MODEL, training_file=file_id, suffix="x" * 65,
+                                       hyperparameters={"lora_r": 4, "n_epochs": 21, "max_grad_norm": 0})
+    detail = caught.value.body["detail"]
+    assert [(d["loc"], d["type"]) for d in detail] == [
+        (["body", "hyperparameters", "lora_r"], "greater_than_equal"),
+        (["body", "hyperparameters", "n_epochs"], "less_than_equal"),
+        (["body", "hyperparameters", "max_grad_norm"], "greater_than"),
+        (["body", "suffix"], "string_too_long")]
+    assert detail[0]["msg"] == "Input should be greater than or equal to 8" and detail[0]["input"] == 4
     with pytest.raises(openai.BadRequestError, match="not available for fine-tuning"):
         client.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=file_id)
+
+
+@pytest.mark.parametrize("name, value, low_or_high", [
+    ("lora_r", 7, "greater_than_equal"), ("lora_r", 129, "less_than_equal"),
+    ("lora_alpha", 7, "greater_than_equal"), ("batch_size", 0, "greater_than_equal"),
+    ("batch_size", 65, "less_than_equal"), ("n_epochs", 0, "greater_than_equal"),
+    ("n_epochs", 21, "less_than_equal"), ("context_length", 8191, "greater_than_equal"),
+    ("context_length", 131073, "less_than_equal"), ("max_grad_norm", 0.0, "greater_than"),
+])
+def test_standin_enforces_each_published_range(standin, tmp_path, name, value, low_or_high):
+    import openai
+
+    client = sdk(standin)
+    file_id = client.files.create(file=write_jsonl(tmp_path / "t.jsonl", [qa(1)]).open("rb"), purpose="fine-tune").id
+    with pytest.raises(openai.UnprocessableEntityError) as caught:
+        client.fine_tuning.jobs.create(model=MODEL, training_file=file_id, hyperparameters={name: value})
+    assert [(d["loc"][-1], d["type"]) for d in caught.value.body["detail"]] == [(name, low_or_high)]
+
+
+def test_standin_lists_oldest_first_with_the_published_vocabulary(standin, tmp_path):
+    client = sdk(standin)
+    train = client.files.create(file=write_jsonl(tmp_path / "t.jsonl", [qa(i) for i in range(8)]).open("rb"),
+                                purpose="fine-tune").id
+    valid = client.files.create(file=write_jsonl(tmp_path / "v.jsonl", [qa(9)]).open("rb"), purpose="fine-tune").id
+    bare = client.fine_tuning.jobs.create(model=MODEL, training_file=train, hyperparameters={"n_epochs": 2})
+    job = client.fine_tuning.jobs.create(model=MODEL, training_file=train, validation_file=valid,
+                                         hyperparameters={"n_epochs": 2})
+    poll_until(lambda: client.fine_tuning.jobs.retrieve(job.id), lambda j: j.status == "succeeded",
+               interval=0.05, timeout=20)
+    page = client.fine_tuning.jobs.list_events(job.id, limit=100)
+    stamps = [e.created_at for e in page.data]
+    assert stamps == sorted(stamps) and page.data[0].message == "Validating training file"
+    raw = client.get(f"/fine_tuning/jobs/{job.id}/events", cast_to=object)
+    assert raw["first_id"] == page.data[0].id and raw["last_id"] == page.data[-1].id
+    metrics = [e for e in page.data if e.type == "metrics"]
+    assert len(metrics) == 2 and metrics[0].data["train_loss"] > metrics[1].data["train_loss"]
+    checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
+    assert [c.step_number for c in checkpoints] == sorted(c.step_number for c in checkpoints)
+    assert all(c.metrics.full_valid_loss is not None for c in checkpoints)
+    poll_until(lambda: client.fine_tuning.jobs.retrieve(bare.id), lambda j: j.status == "succeeded",
+               interval=0.05, timeout=20)
+    levels = {e.level for e in client.fine_tuning.jobs.list_events(bare.id, limit=100).data}
+    assert levels == {"info", "warn"}  # no validation file: a warning
+    assert [j.id for j in client.fine_tuning.jobs.list().data] == [bare.id, job.id]
+
+
+def test_standin_takes_the_new_job_fields_and_never_echoes_secrets(standin, tmp_path):
+    import openai
+
+    client = sdk(standin)
+    file_id = client.files.create(file=write_jsonl(tmp_path / "t.jsonl", [qa(1)]).open("rb"), purpose="fine-tune").id
+    integrations = [{"type": "wandb", "wandb": {"project": "uk", "api_key": "wandb-secret"}},
+                    {"type": "hf", "hf": {"output_repo_name": "me/uk-legal", "api_token": "hf-secret"}}]
+    job = client.fine_tuning.jobs.create(model=MODEL, training_file=file_id, extra_body={
+        "method": {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 1}}},
+        "integrations": integrations, "tags": ["uk", "legal"],
+        "from_checkpoint": {"type": "hf", "repo": "org/model", "token": "hf-secret"}})
+    text = json.dumps(job.model_dump())
+    assert "secret" not in text and job.tags == ["uk", "legal"] and job.hyperparameters.n_epochs == 1
+    exported = job.model_dump()["integrations"][1]
+    assert exported["type"] == "hf" and exported["hf"] == {"output_repo_name": "me/uk-legal"}
+    with pytest.raises(openai.UnprocessableEntityError) as caught:
+        client.fine_tuning.jobs.create(model=MODEL, training_file=file_id, extra_body={
+            "integrations": [{"type": "wandb", "wandb": {"project": "uk"}}],
+            "from_checkpoint": {"type": "ft", "job_id": job.id}})
+    assert [d["loc"][1:] for d in caught.value.body["detail"]] == [
+        ["integrations", 0, "wandb", "api_key"], ["from_checkpoint", "checkpoint_id"]]
 
 
 def test_standin_fails_a_conversation_that_does_not_end_with_the_assistant(standin, tmp_path):
@@ -293,12 +371,121 @@ def test_standin_fails_a_conversation_that_does_not_end_with_the_assistant(stand
     assert "line 2: the conversation must end with an assistant message" in remote["error"]["message"]
 
 
-def test_service_refusal_is_reported_with_its_reason(standin, tmp_path):
+def test_service_validation_error_reads_as_a_list_of_fields(standin, tmp_path):
     client = small_client(standin)
     file_id = client.upload_file(write_jsonl(tmp_path / "t.jsonl", [qa(1)]))["id"]
-    with pytest.raises(ServiceError, match=r"HTTP 400\): unknown hyperparameter 'dropout'") as caught:
-        client.create_job(model=MODEL, training_file=file_id, hyperparameters={"dropout": 0.1})
-    assert caught.value.kind == "bad_request"
+    with pytest.raises(ServiceError) as caught:
+        client.create_job(model=MODEL, training_file=file_id, hyperparameters={"lora_r": 4, "batch_size": 100})
+    assert caught.value.kind == "bad_request" and caught.value.status_code == 422
+    assert str(caught.value) == (
+        "creating the fine-tuning job: the service refused these fields (HTTP 422): "
+        "hyperparameters.lora_r: Input should be greater than or equal to 8 (got 4); "
+        "hyperparameters.batch_size: Input should be less than or equal to 64 (got 100)")
+    assert "{" not in str(caught.value) and "[" not in str(caught.value)
+
+
+def test_upload_meeting_a_429_and_a_500_is_retried(standin, tmp_path):
+    data = write_jsonl(tmp_path / "train.jsonl", [qa(i) for i in range(20)])
+    control(standin, {"faults": [{"status": 429, "count": 1, "retry_after": 0.1, "path": "/v1/files"},
+                                 {"status": 500, "count": 1, "path": "/v1/files"}]})
+    fractions = []
+    job = tf.launch_job(data, tf.LaunchConfig(n_epochs=1), client=small_client(standin, max_retries=2),
+                        progress=lambda message, fraction: fractions.append(fraction))
+    uploads = [r["status"] for r in control(standin, path="/_control/requests") if r["path"] == "/v1/files"]
+    assert uploads == [429, 500, 200]
+    assert get_job(job.id).remote["training_file"].startswith("file-") and fractions[-1] == 1.0
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"n_epochs": 50}, "epochs must be from 1 to 20 (the service's limit), not 50"),
+    ({"context_length": 1_000_000}, "context length must be from 8,192 to 131,072 (the service's limit)"),
+    ({"lora_r": 4}, "LoRA rank must be from 8 to 128"),
+    ({"lora_r": 256}, "LoRA rank must be from 8 to 128"),
+    ({"lora_alpha": 4}, "LoRA alpha must be at least 8"),
+    ({"batch_size": 65}, "batch size must be from 1 to 64"),
+    ({"max_grad_norm": 0.0}, "max grad norm must be greater than 0"),
+])
+def test_each_service_limit_is_refused_before_anything_is_uploaded(standin, overrides, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        tf.LaunchConfig(**overrides)
+    assert control(standin, path="/_control/requests") == [] and list_jobs() == []
+
+
+def test_full_fine_tune_is_not_held_to_the_lora_limits():
+    assert "lora_r" not in tf.LaunchConfig(lora=False, lora_r=4).hyperparameters()
+
+
+def test_unknown_setting_names_are_refused_as_this_products_rule():
+    with pytest.raises(ValueError, match="unknown setting 'lora_rank': the service would ignore it"):
+        tf.LaunchConfig.from_mapping({"lora_rank": 8})
+    assert tf.LaunchConfig.from_mapping({"lora_r": 32}).lora_r == 32
+
+
+@pytest.mark.parametrize("first_get", ["404", "empty"])
+def test_deploy_polling_rides_through_the_first_get_without_a_status(standin, tmp_path, first_get):
+    control(standin, {"deploy_first_get": first_get})
+    job_id = launched(standin, tmp_path, epochs=1)
+    tf.wait_for_job(job_id, poll_seconds=0.05)
+    endpoint = tf.deploy_checkpoint(job_id, name="uk-legal")
+    first = tf.poll_deployment(endpoint.model)
+    assert first.status == "validating"
+    assert tf.poll_deployment(endpoint.model, wait=True, poll_seconds=0.05).status == "active"
+    gets = [r["status"] for r in control(standin, path="/_control/requests") if r["path"].startswith("/v0/models/")]
+    assert gets[0] == (404 if first_get == "404" else 200) and gets[-1] == 200
+
+
+def test_a_deployment_unknown_long_after_it_was_made_is_not_found(standin, tmp_path, monkeypatch):
+    job_id = launched(standin, tmp_path, epochs=1)
+    tf.wait_for_job(job_id, poll_seconds=0.05)
+    endpoint = tf.deploy_checkpoint(job_id, name="uk-legal")
+    monkeypatch.setattr(tf.deploy, "NEW_DEPLOYMENT_GRACE_SECONDS", 0.0)
+    with pytest.raises(ServiceError) as caught:
+        tf.poll_deployment(endpoint.model)
+    assert caught.value.kind == "not_found"
+
+
+def test_deleted_deployment_reads_as_deleted_and_leaves_the_list(standin, tmp_path):
+    job_id = launched(standin, tmp_path, epochs=1)
+    tf.wait_for_job(job_id, poll_seconds=0.05)
+    model = tf.poll_deployment(tf.deploy_checkpoint(job_id, name="gone").model, wait=True, poll_seconds=0.05).model
+    small_client(standin).delete_deployment(model)  # deleted elsewhere (the console)
+    assert tf.poll_deployment(model).status == "deleted"
+    assert tf.list_models() == [] and list_endpoints("token_factory") == []
+
+
+def test_continue_from_an_earlier_checkpoint(standin, tmp_path):
+    first = tf.wait_for_job(launched(standin, tmp_path, epochs=2), poll_seconds=0.05)
+    checkpoint = list_checkpoints(first.id)[-1]
+    reference = f"{first.remote_id}:{checkpoint['checkpoint_id']}"
+    second = tf.wait_for_job(launched(standin, tmp_path, epochs=1, from_checkpoint=reference), poll_seconds=0.05)
+    remote = small_client(standin).retrieve_job(second.remote_id)
+    assert remote["from_checkpoint"] == {"type": "ft", "job_id": first.remote_id,
+                                         "checkpoint_id": checkpoint["checkpoint_id"]}
+    assert get_job(second.id).config["from_checkpoint"] == reference
+    # Training went on from there: the new first epoch starts below where the first job ended.
+    assert list_checkpoints(second.id)[0]["metrics"]["train_loss"] == pytest.approx(checkpoint["metrics"]["train_loss"])
+    with pytest.raises(ServiceError, match="does not exist"):
+        launched(standin, tmp_path, epochs=1, from_checkpoint=f"{first.remote_id}:ftckpt_unknown")
+
+
+def test_integrations_take_their_secrets_from_the_environment_and_never_store_them(
+        standin, tmp_path, monkeypatch, legalft_home):
+    with pytest.raises(ServiceError, match="needs WANDB_API_KEY"):
+        launched(standin, tmp_path, epochs=1, integrations=["wandb"])
+    assert list_jobs() == []  # refused before anything was recorded or uploaded
+    monkeypatch.setenv("WANDB_API_KEY", "wandb-key-not-to-store")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://mlflow.example")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "me")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "mlflow-pass-not-to-store")
+    job_id = launched(standin, tmp_path, epochs=1, integrations=["wandb", "mlflow"], tags=["uk"])
+    remote = small_client(standin).retrieve_job(get_job(job_id).remote_id)
+    assert [i["type"] for i in remote["integrations"]] == ["wandb", "mlflow"]
+    assert remote["integrations"][0]["wandb"]["project"] == "legalft" and remote["tags"] == ["uk"]
+    tf.wait_for_job(job_id, poll_seconds=0.05)
+    for path in legalft_home.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert b"not-to-store" not in data, path
 
 
 def test_standin_runs_from_the_command_line(tmp_path, monkeypatch):
@@ -334,6 +521,8 @@ def test_standin_runs_from_the_command_line(tmp_path, monkeypatch):
     ("lora_dropout", -0.1, "LoRA dropout must be at least 0 and below 1"),
     ("suffix", "s" * 65, "suffix is 65 characters; the service allows 64"),
     ("batch_size", 0, "batch size must be a whole number of at least 1"),
+    ("from_checkpoint", "ftjob-1", "cannot continue from 'ftjob-1'"),
+    ("integrations", ["comet"], "unknown integration 'comet'"),
 ])
 def test_launch_config_rejects_values_that_make_no_sense(field, value, message):
     with pytest.raises(ValueError, match=message):

@@ -192,3 +192,26 @@ def test_cli_and_library_import_without_the_sdk():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_cli_continues_from_a_checkpoint_imports_one_and_refuses_an_undeployable_adapter(standin, tmp_path, capsys):
+    from legalft.jobs import list_checkpoints
+
+    assert main(["tf", "launch", "--dataset", str(train_file(tmp_path)), "--epochs", "1", "--wait",
+                 "--poll", "0.05", "--tag", "uk"]) == 0
+    first = list_jobs()[0]
+    checkpoint = list_checkpoints(first.id)[-1]["checkpoint_id"]
+    assert main(["tf", "launch", "--dataset", str(train_file(tmp_path)), "--epochs", "1",
+                 "--from-checkpoint", f"{first.remote_id}:{checkpoint}"]) == 0
+    assert list_jobs()[0].config["from_checkpoint"] == f"{first.remote_id}:{checkpoint}"
+    capsys.readouterr()
+    assert main(["tf", "import", first.id]) == 0
+    out = capsys.readouterr().out
+    assert "downloaded 2 files" in out and "legalft serve start" in out
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "someone/tiny-model"}))
+    assert main(["tf", "deploy-adapter", str(adapter), "--name", "x"]) == 2
+    assert "is not a model the service deploys adapters for" in capsys.readouterr().err
+    assert main(["tf", "launch", "--dataset", str(train_file(tmp_path)), "--epochs", "50"]) == 2
+    assert "epochs must be from 1 to 20 (the service's limit)" in capsys.readouterr().err

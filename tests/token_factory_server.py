@@ -2,10 +2,19 @@
 
 The real service cannot be reached from the test machine, and the ``openai`` SDK speaks httpx2,
 which HTTP-mocking libraries do not intercept; so this is a real HTTP server that the real SDK
-talks to. It implements the endpoints legalft uses, with the documented object shapes and status
-progression, and it is as strict as the service: a missing or wrong key, a ``purpose`` other than
-``fine-tune``, an unknown hyperparameter name, a suffix over 64 characters are refused, and a
-conversation that does not end with the assistant fails the job at ``validating_files``.
+talks to. It follows the fine-tuning API's published OpenAPI (version 20260630): request
+validation answers HTTP 422 ``{"detail": [{"loc", "msg", "type", "input", "ctx"}]}`` with the
+published ranges (``lora_r`` 8-128, ``lora_alpha`` >= 8, ``batch_size`` 1-64, ``n_epochs`` 1-20,
+``context_length`` 8192-131072, ``max_grad_norm`` > 0...); unknown hyperparameter names are accepted
+and ignored, as the service does (``additionalProperties: true``); job creation takes ``method``,
+``from_checkpoint``, ``integrations`` (their secrets are write-only: never echoed) and ``tags``;
+events (levels info/warn/error, types message/metrics) and checkpoints (``full_valid_loss`` among
+the metrics) are listed oldest first with ``first_id``/``last_id``; ``GET /v1/files/{id}/content``
+downloads a file (a checkpoint's weights among them); ``/v0/models`` takes a ``source`` that is
+``job:checkpoint``, a file id or a Hugging Face repo URL, answers 404 to the first GET right after
+the POST (the service may not have a status yet), and keeps a deleted model as ``deleted``.
+A missing or wrong key, a ``purpose`` other than ``fine-tune``/``user_data`` and a conversation that
+does not end with the assistant (failed at ``validating_files``) are refused as the service does.
 
 Time is scaled: each phase (validating_files, queued, one per epoch) lasts ``phase_seconds``.
 
@@ -14,7 +23,8 @@ Faults are injected through a control endpoint that needs no key (it is not part
     POST /_control {"faults": [{"status": 429, "count": 2, "retry_after": 1, "path": "/v1/files"}],
                     "fail_jobs": {"code": "internal_error", "message": "..."},
                     "deploy_error": "reason", "delay": 0.5, "judge_reply": "not json",
-                    "chat_reply": "Section 1 of the X Act 2022 ..."}
+                    "chat_reply": "Section 1 of the X Act 2022 ...", "deploy_first_get": "404" | "empty" | null,
+                    "start_running": true}
     POST /_control/reset
     GET  /_control/requests   -> [{"method", "path", "status", "time"}, ...]
 
@@ -53,9 +63,24 @@ HYPERPARAMETERS = {
     "max_grad_norm": 1.0, "context_length": 8192, "packing": True, "lora": False, "lora_r": 8,
     "lora_alpha": 8, "lora_dropout": 0.0,
 }
-JOB_FIELDS = {"model", "training_file", "validation_file", "hyperparameters", "suffix", "seed",
-              "integrations", "method", "from_checkpoint", "tags"}
+# The published SupervisedHParameters: (type, ge, le, gt) per name; other names are accepted and ignored.
+HYPERPARAMETER_SCHEMA: dict[str, tuple[type, float | None, float | None, float | None]] = {
+    "batch_size": (int, 1, 64, None), "learning_rate": (float, 0, None, None), "n_epochs": (int, 1, 20, None),
+    "warmup_ratio": (float, 0, 1, None), "weight_decay": (float, 0, None, None), "packing": (bool, None, None, None),
+    "max_grad_norm": (float, None, None, 0), "context_length": (int, 8192, 131072, None),
+    "lora": (bool, None, None, None), "lora_r": (int, 8, 128, None), "lora_alpha": (int, 8, None, None),
+    "lora_dropout": (float, 0, 1, None),
+}
+INTEGRATION_FIELDS = {  # type -> (required fields, write-only secrets)
+    "wandb": ({"project", "api_key"}, {"api_key"}),
+    "mlflow": ({"tracking_uri", "experiment_name", "run_name", "certificate_file", "username", "password"},
+               {"password"}),
+    "hf": ({"output_repo_name", "api_token"}, {"api_token"}),
+}
 MAX_SUFFIX = 64
+UPLOAD_PURPOSES = ("fine-tune", "user_data")
+# What a checkpoint holds when the test gives no real weights: an adapter's file names, stub bodies.
+STUB_CHECKPOINT = {"adapter_config.json": b'{"peft_type": "LORA"}', "adapter_model.safetensors": b"stub"}
 
 LEGAL_ANSWER = (
     "Under section 1 of the Interpretation Act 1978, words importing the masculine gender include "
@@ -72,6 +97,24 @@ class ApiError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class ValidationFailed(ApiError):
+    """HTTP 422 with the service's (FastAPI/pydantic) shape: ``{"detail": [{loc, msg, type, ...}]}``."""
+
+    def __init__(self, details: list[dict[str, Any]]):
+        super().__init__(422, "; ".join(d["msg"] for d in details))
+        self.details = details
+
+    def body(self) -> dict[str, Any]:
+        return {"detail": self.details}
+
+
+def field_error(loc: list[Any], msg: str, type_: str, value: Any = None, **ctx: Any) -> dict[str, Any]:
+    item = {"loc": ["body", *loc], "msg": msg, "type": type_, "input": value}
+    if ctx:
+        item["ctx"] = ctx
+    return item
 
 
 @dataclass
@@ -101,6 +144,10 @@ class StandIn:
     delay: float = 0.0
     judge_reply: str | None = None  # a raw reply to structured-output requests (an off-schema judge)
     chat_reply: str | None = None  # the answer to every other chat request, instead of LEGAL_ANSWER
+    deploy_first_get: str | None = "404"
+    start_running: bool = False
+    checkpoint_files: dict[str, bytes] = field(default_factory=dict)
+    """Files every checkpoint holds (name -> bytes), e.g. a real adapter; by default a small stub."""
     requests: list[dict[str, Any]] = field(default_factory=list)
 
     def reset(self) -> None:
@@ -111,6 +158,7 @@ class StandIn:
             self.requests.clear()
             self.fail_jobs = self.deploy_error = self.judge_reply = self.chat_reply = None
             self.delay = 0.0
+            self.deploy_first_get, self.start_running = "404", False
 
     def take_fault(self, path: str) -> Fault | None:
         with self.lock:
@@ -129,7 +177,7 @@ class StandIn:
         elapsed = time.time() - state["t0"]
         phase = self.phase_seconds
         epochs = job["hyperparameters"]["n_epochs"]
-        if elapsed >= phase and "validated" not in state:
+        if (elapsed >= phase or job["status"] == "running") and "validated" not in state:
             state["validated"] = True
             problem = self.validate_training_file(job["training_file"])
             if problem is None and job.get("validation_file"):
@@ -138,8 +186,11 @@ class StandIn:
                 self.finish(job, "failed", error={"code": "invalid_training_file", "message": problem,
                                                   "param": "training_file"})
                 return
-            self.event(job, "Files validated, job queued")
-            job["status"] = "queued"
+            if not job.get("validation_file"):
+                self.event(job, "No validation file: validation metrics will not be reported", level="warn")
+            if job["status"] == "validating_files":
+                self.event(job, "Files validated, job queued")
+                job["status"] = "queued"
         if elapsed >= 2 * phase and job["status"] == "queued":
             job["status"] = "running"
             self.event(job, "Fine-tuning job started")
@@ -155,26 +206,39 @@ class StandIn:
                                                   "message": self.fail_jobs.get("message", "training failed"),
                                                   "param": None})
                 return
-            train_loss = round(2.0 * 0.7**epoch, 4)
+            train_loss = round(state["start_loss"] * 0.7**epoch, 4)
             metrics: dict[str, Any] = {"step": epoch * steps_per_epoch, "train_loss": train_loss,
                                        "train_mean_token_accuracy": round(0.5 + 0.1 * epoch, 3)}
             if job.get("validation_file"):
                 metrics["valid_loss"] = round(train_loss * 1.1, 4)
                 metrics["valid_mean_token_accuracy"] = round(0.45 + 0.1 * epoch, 3)
+                metrics["full_valid_loss"] = round(train_loss * 1.12, 4)
+                metrics["full_valid_mean_token_accuracy"] = round(0.44 + 0.1 * epoch, 3)
             ckpt_id = f"ftckpt_{secrets.token_hex(8)}"
+            result_files = [self.add_file(name, body, purpose="fine-tune-results")
+                            for name, body in (self.checkpoint_files or STUB_CHECKPOINT).items()]
             job["_checkpoints"].append({
                 "id": ckpt_id, "object": "fine_tuning.job.checkpoint", "created_at": int(time.time()),
                 "fine_tuning_job_id": job["id"], "fine_tuned_model_checkpoint": f"{job['id']}:{ckpt_id}",
-                "step_number": epoch * steps_per_epoch, "metrics": metrics,
-                "result_files": [f"file-ckpt{secrets.token_hex(6)}"],
+                "step_number": epoch * steps_per_epoch, "metrics": metrics, "result_files": result_files,
             })
             job["trained_steps"] = epoch * steps_per_epoch
             job["trained_tokens"] = epoch * state["tokens_per_epoch"]
             self.event(job, f"Epoch {epoch}/{epochs} completed: train loss {train_loss}")
+            self.event(job, f"Step {epoch * steps_per_epoch}: train loss {train_loss}", type_="metrics",
+                       data=metrics)
         job["estimated_finish"] = int(state["t0"] + (2 + epochs) * phase) + 1
         if state["epochs_done"] >= epochs:
             self.event(job, "New fine-tuned model created")
             self.finish(job, "succeeded")
+
+    def add_file(self, filename: str, content: bytes, purpose: str) -> str:
+        file_id = f"file-{secrets.token_hex(12)}"
+        self.files[file_id] = {"id": file_id, "object": "file", "bytes": len(content),
+                               "created_at": int(time.time()), "filename": filename, "purpose": purpose,
+                               "status": "processed"}
+        self.file_bodies[file_id] = content
+        return file_id
 
     def finish(self, job: dict[str, Any], status: str, error: dict[str, Any] | None = None) -> None:
         job["status"] = status
@@ -189,10 +253,11 @@ class StandIn:
         else:
             self.event(job, "Job cancelled")
 
-    def event(self, job: dict[str, Any], message: str, level: str = "info") -> None:
+    def event(self, job: dict[str, Any], message: str, level: str = "info", type_: str = "message",
+              data: dict[str, Any] | None = None) -> None:
         job["_events"].append({"id": f"ftevent-{secrets.token_hex(8)}", "object": "fine_tuning.job.event",
                                "created_at": int(time.time()), "level": level, "message": message,
-                               "type": "message", "data": {}})
+                               "type": type_, "data": data or {}})
 
     def validate_training_file(self, file_id: str) -> str | None:
         for number, line in enumerate(self.file_bodies[file_id].decode("utf-8").splitlines(), start=1):
@@ -209,10 +274,16 @@ class StandIn:
                 return f"line {number}: expected messages, prompt/completion or text"
         return None
 
-    def deployment(self, name: str) -> dict[str, Any]:
+    def deployment(self, name: str, *, first_get: bool = False) -> dict[str, Any]:
         deployment = self.deployments.get(name)
         if deployment is None:
             raise ApiError(404, f"model {name!r} not found", code="model_not_found")
+        if first_get and not deployment["_seen"]:
+            deployment["_seen"] = True
+            if self.deploy_first_get == "404":  # the service has not stored it yet
+                raise ApiError(404, f"model {name!r} not found", code="model_not_found")
+            if self.deploy_first_get == "empty":
+                return {"name": name, "status": None}
         if deployment["status"] == "validating" and time.time() - deployment["_t0"] >= self.deploy_seconds:
             if deployment["_error"]:
                 deployment["status"], deployment["status_reason"] = "error", deployment["_error"]
@@ -226,6 +297,7 @@ def public(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def paginate(items: list[dict[str, Any]], query: dict[str, list[str]]) -> dict[str, Any]:
+    """One page, oldest first (as the service lists), with ``first_id``/``last_id``."""
     limit = int(query.get("limit", ["20"])[0])
     after = query.get("after", [None])[0]
     start = 0
@@ -233,7 +305,8 @@ def paginate(items: list[dict[str, Any]], query: dict[str, list[str]]) -> dict[s
         ids = [item["id"] for item in items]
         start = ids.index(after) + 1 if after in ids else len(items)
     page = items[start:start + limit]
-    return {"object": "list", "data": [public(i) for i in page], "has_more": start + limit < len(items)}
+    return {"object": "list", "data": [public(i) for i in page], "has_more": start + limit < len(items),
+            "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -307,6 +380,14 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
         return status
 
+    def send_bytes(self, status: int, data: bytes) -> int:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        return status
+
     def json_body(self, body: bytes) -> dict[str, Any]:
         try:
             data = json.loads(body or b"{}")
@@ -340,6 +421,10 @@ class Handler(BaseHTTPRequestHandler):
                 state.judge_reply = data["judge_reply"]
             if "chat_reply" in data:
                 state.chat_reply = data["chat_reply"]
+            if "deploy_first_get" in data:
+                state.deploy_first_get = data["deploy_first_get"]
+            if "start_running" in data:
+                state.start_running = bool(data["start_running"])
         return {"ok": True}
 
     # --- API --------------------------------------------------------------------------------------
@@ -371,30 +456,30 @@ class Handler(BaseHTTPRequestHandler):
         if method == "POST" and not rest:
             form = self.multipart(body)
             purpose = form.get("purpose", (None, b""))[1].decode()
-            if purpose != "fine-tune":
+            if purpose not in UPLOAD_PURPOSES:
                 raise ApiError(400, f"purpose must be 'fine-tune', got {purpose!r}", param="purpose")
             if "file" not in form:
                 raise ApiError(400, "missing file", param="file")
             filename, content = form["file"]
             if len(content) > state.max_file_bytes:
                 raise ApiError(413, "file exceeds the 5 GB limit", param="file")
-            for number, line in enumerate(content.decode("utf-8", "replace").splitlines(), start=1):
-                if line.strip():
-                    try:
-                        if not isinstance(json.loads(line), dict):
-                            raise ValueError
-                    except ValueError:
-                        raise ApiError(400, f"line {number} is not a JSON object; the file must be JSONL",
-                                       param="file") from None
-            file_id = f"file-{secrets.token_hex(12)}"
-            obj = {"id": file_id, "object": "file", "bytes": len(content), "created_at": int(time.time()),
-                   "filename": filename or "upload.jsonl", "purpose": "fine-tune", "status": "processed"}
-            state.files[file_id], state.file_bodies[file_id] = obj, content
-            return self.send_json(200, obj)
-        if len(rest) == 1 and rest[0] in state.files:
-            if method == "GET":
+            if purpose == "fine-tune":
+                for number, line in enumerate(content.decode("utf-8", "replace").splitlines(), start=1):
+                    if line.strip():
+                        try:
+                            if not isinstance(json.loads(line), dict):
+                                raise ValueError
+                        except ValueError:
+                            raise ApiError(400, f"line {number} is not a JSON object; the file must be JSONL",
+                                           param="file") from None
+            file_id = state.add_file(filename or "upload.jsonl", content, purpose)
+            return self.send_json(200, state.files[file_id])
+        if rest and rest[0] in state.files:
+            if len(rest) == 1 and method == "GET":
                 return self.send_json(200, state.files[rest[0]])
-            if method == "DELETE":
+            if rest[1:] == ["content"] and method == "GET":
+                return self.send_bytes(200, state.file_bodies[rest[0]])
+            if len(rest) == 1 and method == "DELETE":
                 del state.files[rest[0]]
                 return self.send_json(200, {"id": rest[0], "object": "file", "deleted": True})
         raise ApiError(404, "file not found", code="file_not_found")
@@ -415,34 +500,90 @@ class Handler(BaseHTTPRequestHandler):
         state = self.state
         if not rest:
             if method == "POST":
-                return self.send_json(200, public(self.create_job(self.json_body(body))))
+                return self.send_json(200, self.job_view(self.create_job(self.json_body(body))))
             for job in state.jobs.values():
                 state.advance(job)
-            return self.send_json(200, paginate(list(reversed(state.jobs.values())), query))
+            page = paginate(list(state.jobs.values()), query)
+            page["data"] = [self.job_view(state.jobs[j["id"]]) for j in page["data"]]
+            return self.send_json(200, page)
         job = state.jobs.get(rest[0])
         if job is None:
             raise ApiError(404, f"fine-tuning job {rest[0]!r} not found", code="job_not_found")
         state.advance(job)
         tail = rest[1:]
         if not tail and method == "GET":
-            return self.send_json(200, public(job))
+            return self.send_json(200, self.job_view(job))
         if tail == ["cancel"] and method == "POST":
             if job["status"] in ("succeeded", "failed", "cancelled"):
                 raise ApiError(400, f"job is already {job['status']}; it cannot be cancelled")
             state.finish(job, "cancelled")
-            return self.send_json(200, public(job))
+            return self.send_json(200, self.job_view(job))
         if tail == ["events"] and method == "GET":
-            return self.send_json(200, paginate(list(reversed(job["_events"])), query))
+            return self.send_json(200, paginate(job["_events"], query))
         if tail == ["checkpoints"] and method == "GET":
-            return self.send_json(200, paginate(list(reversed(job["_checkpoints"])), query))
+            return self.send_json(200, paginate(job["_checkpoints"], query))
+        if len(tail) == 2 and tail[0] == "checkpoints" and method == "GET":
+            for ckpt in job["_checkpoints"]:
+                if ckpt["id"] == tail[1]:
+                    return self.send_json(200, public(ckpt))
+            raise ApiError(404, f"checkpoint {tail[1]!r} not found", code="checkpoint_not_found")
         raise ApiError(404, "not found")
+
+    @staticmethod
+    def job_view(job: dict[str, Any]) -> dict[str, Any]:
+        """The job as the service returns it: write-only secrets are never echoed."""
+        view = public(job)
+        view["integrations"] = [
+            {"type": i["type"], i["type"]: {k: v for k, v in i[i["type"]].items()
+                                           if k not in INTEGRATION_FIELDS[i["type"]][1]}}
+            for i in job.get("integrations") or []]
+        if view.get("from_checkpoint"):
+            view["from_checkpoint"] = {k: v for k, v in view["from_checkpoint"].items() if k != "token"}
+        return view
 
     def create_job(self, data: dict[str, Any]) -> dict[str, Any]:
         state = self.state
-        unknown = set(data) - JOB_FIELDS
-        if unknown:
-            raise ApiError(400, f"unknown field(s): {', '.join(sorted(unknown))}", param=sorted(unknown)[0])
-        model = data.get("model")
+        problems: list[dict[str, Any]] = []
+        for name in ("model", "training_file"):
+            if name not in data:
+                problems.append(field_error([name], "Field required", "missing", data))
+            elif not isinstance(data[name], str):
+                problems.append(field_error([name], "Input should be a valid string", "string_type", data[name]))
+        hyper = data.get("hyperparameters")
+        method = data.get("method")
+        if method is not None:
+            if not isinstance(method, dict) or method.get("type", "supervised") not in ("supervised", "spec-draft"):
+                problems.append(field_error(["method"], "Input tag does not match any of the expected tags: "
+                                            "'supervised', 'spec-draft'", "union_tag_invalid", method))
+            elif method.get("type", "supervised") == "supervised":
+                inner = (method.get("supervised") or {}).get("hyperparameters")
+                if not isinstance(method.get("supervised"), dict):
+                    problems.append(field_error(["method", "supervised", "supervised"], "Field required",
+                                                "missing", method))
+                elif inner is not None:
+                    problems += self.check_hyperparameters(inner, ["method", "supervised", "supervised",
+                                                                   "hyperparameters"])
+                    hyper = {**(hyper or {}), **inner}
+        if data.get("hyperparameters") is not None:
+            problems += self.check_hyperparameters(data["hyperparameters"], ["hyperparameters"])
+        suffix = data.get("suffix")
+        if suffix is not None and not isinstance(suffix, str):
+            problems.append(field_error(["suffix"], "Input should be a valid string", "string_type", suffix))
+        elif suffix is not None and len(suffix) > MAX_SUFFIX:
+            problems.append(field_error(["suffix"], f"String should have at most {MAX_SUFFIX} characters",
+                                        "string_too_long", suffix, max_length=MAX_SUFFIX))
+        seed = data.get("seed")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            problems.append(field_error(["seed"], "Input should be a valid integer", "int_type", seed))
+        tags = data.get("tags")
+        if tags is not None and (not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)):
+            problems.append(field_error(["tags"], "Input should be a valid list of strings", "list_type", tags))
+        problems += self.check_integrations(data.get("integrations"))
+        start = data.get("from_checkpoint")
+        problems += self.check_from_checkpoint(start)
+        if problems:
+            raise ValidationFailed(problems)
+        model = data["model"]
         if model not in FINE_TUNABLE:
             raise ApiError(400, f"model {model!r} is not available for fine-tuning", param="model")
         for name in ("training_file", "validation_file"):
@@ -451,20 +592,19 @@ class Handler(BaseHTTPRequestHandler):
                 continue
             if file_id not in state.files:
                 raise ApiError(400, f"{name} {file_id!r} does not exist", param=name)
-        hyper = data.get("hyperparameters") or {}
-        if not isinstance(hyper, dict):
-            raise ApiError(400, "hyperparameters must be an object", param="hyperparameters")
-        for name, value in hyper.items():
-            if name not in HYPERPARAMETERS:
-                raise ApiError(400, f"unknown hyperparameter {name!r}", param=f"hyperparameters.{name}")
-            self.check_hyperparameter(name, value)
-        suffix = data.get("suffix")
-        if suffix is not None and (not isinstance(suffix, str) or len(suffix) > MAX_SUFFIX):
-            raise ApiError(400, f"suffix must be a string of at most {MAX_SUFFIX} characters", param="suffix")
-        seed = data.get("seed")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise ApiError(400, "seed must be an integer", param="seed")
-        merged = {**HYPERPARAMETERS, **hyper}
+        start_loss = 2.0
+        if start and start.get("type", "hf") == "ft":
+            parent = state.jobs.get(start["job_id"])
+            ckpt = next((c for c in (parent or {}).get("_checkpoints", []) if c["id"] == start["checkpoint_id"]), None)
+            if ckpt is None:
+                raise ApiError(400, f"checkpoint {start['checkpoint_id']!r} of job {start['job_id']!r} does not "
+                               "exist", param="from_checkpoint")
+            if parent["model"] != model:
+                raise ApiError(400, f"checkpoint was trained from {parent['model']!r}, not {model!r}",
+                               param="from_checkpoint")
+            start_loss = ckpt["metrics"]["train_loss"] / 0.7  # training goes on from where it was
+        known = {k: v for k, v in (hyper or {}).items() if k in HYPERPARAMETER_SCHEMA}  # others: ignored
+        merged = {**HYPERPARAMETERS, **known}
         content = state.file_bodies[data["training_file"]]
         records = max(1, sum(1 for line in content.splitlines() if line.strip()))
         steps_per_epoch = max(1, -(-records // merged["batch_size"]))
@@ -473,12 +613,16 @@ class Handler(BaseHTTPRequestHandler):
         job = {
             "id": job_id, "object": "fine_tuning.job", "created_at": int(now), "finished_at": None,
             "error": None, "hyperparameters": merged, "integrations": data.get("integrations") or [],
+            "method": {"type": "supervised", "supervised": {"hyperparameters": merged}},
+            "from_checkpoint": start, "tags": tags or [],
             "model": model, "organization_id": "", "result_files": [], "seed": seed or 0, "suffix": suffix,
-            "status": "validating_files", "trained_tokens": None, "training_file": data["training_file"],
+            "status": "running" if state.start_running else "validating_files", "trained_tokens": None,
+            "training_file": data["training_file"],
             "validation_file": data.get("validation_file"), "estimated_finish": None, "trained_steps": 0,
             "total_steps": steps_per_epoch * merged["n_epochs"], "fine_tuned_model": None,
-            "_state": {"t0": now, "epochs_done": 0, "steps_per_epoch": steps_per_epoch,
-                       "tokens_per_epoch": max(1, len(content) // 4)},
+            "_state": {"t0": now - (2 * state.phase_seconds if state.start_running else 0), "epochs_done": 0,
+                       "steps_per_epoch": steps_per_epoch, "tokens_per_epoch": max(1, len(content) // 4),
+                       "start_loss": start_loss},
             "_events": [], "_checkpoints": [],
         }
         state.event(job, "Validating training file")
@@ -486,25 +630,70 @@ class Handler(BaseHTTPRequestHandler):
         return job
 
     @staticmethod
-    def check_hyperparameter(name: str, value: Any) -> None:
-        def bad(reason: str) -> ApiError:
-            return ApiError(400, f"hyperparameter {name!r} {reason}, got {value!r}", param=f"hyperparameters.{name}")
+    def check_hyperparameters(hyper: Any, loc: list[Any]) -> list[dict[str, Any]]:
+        """The published ``SupervisedHParameters`` checks, in pydantic's words; unknown names pass."""
+        if not isinstance(hyper, dict):
+            return [field_error(loc, "Input should be a valid dictionary or object", "model_attributes_type", hyper)]
+        problems = []
+        for name, value in hyper.items():
+            if name not in HYPERPARAMETER_SCHEMA:
+                continue  # additionalProperties: true; the service ignores names it does not know
+            kind, ge, le, gt = HYPERPARAMETER_SCHEMA[name]
+            where = [*loc, name]
+            if kind is bool:
+                if not isinstance(value, bool):
+                    problems.append(field_error(where, "Input should be a valid boolean", "bool_type", value))
+                continue
+            if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+                problems.append(field_error(where, "Input should be a valid integer", "int_type", value))
+                continue
+            if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                problems.append(field_error(where, "Input should be a valid number", "float_type", value))
+                continue
+            if ge is not None and value < ge:
+                problems.append(field_error(where, f"Input should be greater than or equal to {ge:g}",
+                                            "greater_than_equal", value, ge=ge))
+            elif le is not None and value > le:
+                problems.append(field_error(where, f"Input should be less than or equal to {le:g}",
+                                            "less_than_equal", value, le=le))
+            elif gt is not None and not value > gt:
+                problems.append(field_error(where, f"Input should be greater than {gt:g}", "greater_than",
+                                            value, gt=gt))
+        return problems
 
-        if name in ("packing", "lora"):
-            if not isinstance(value, bool):
-                raise bad("must be a boolean")
-            return
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad("must be a number")
-        if name in ("n_epochs", "batch_size", "lora_r", "lora_alpha", "context_length"):
-            if not isinstance(value, int) or value < 1:
-                raise bad("must be a positive integer")
-        elif name == "learning_rate" and not value > 0:
-            raise bad("must be positive")
-        elif name in ("lora_dropout", "warmup_ratio") and not 0 <= value < 1:
-            raise bad("must be in [0, 1)")
-        elif value < 0:
-            raise bad("must not be negative")
+    @staticmethod
+    def check_integrations(integrations: Any) -> list[dict[str, Any]]:
+        if integrations is None:
+            return []
+        if not isinstance(integrations, list):
+            return [field_error(["integrations"], "Input should be a valid list", "list_type", integrations)]
+        problems = []
+        for index, item in enumerate(integrations):
+            kind = item.get("type", "wandb") if isinstance(item, dict) else None
+            if kind not in INTEGRATION_FIELDS:
+                problems.append(field_error(["integrations", index, "type"],
+                                            "Input should be 'wandb', 'mlflow' or 'hf'", "literal_error", kind))
+                continue
+            config = item.get(kind)
+            if not isinstance(config, dict):
+                problems.append(field_error(["integrations", index, kind], "Field required", "missing", item))
+                continue
+            for name in sorted(INTEGRATION_FIELDS[kind][0] - config.keys()):
+                problems.append(field_error(["integrations", index, kind, name], "Field required", "missing", config))
+        return problems
+
+    @staticmethod
+    def check_from_checkpoint(start: Any) -> list[dict[str, Any]]:
+        if start is None:
+            return []
+        if not isinstance(start, dict) or start.get("type", "hf") not in ("hf", "ft"):
+            return [field_error(["from_checkpoint"], "Input should be a Hugging Face or fine-tuning checkpoint",
+                                "union_tag_invalid", start)]
+        # The published FTCheckpointParameters names only ``type``; the job and checkpoint ids are this
+        # stand-in's reading of it (see docs/managed-rules.md).
+        needed = ("repo",) if start.get("type", "hf") == "hf" else ("job_id", "checkpoint_id")
+        return [field_error(["from_checkpoint", name], "Field required", "missing", start)
+                for name in needed if not isinstance(start.get(name), str)]
 
     def models(self, method: str, name: str | None, body: bytes) -> int:
         state = self.state
@@ -515,11 +704,11 @@ class Handler(BaseHTTPRequestHandler):
             if method == "POST":
                 return self.send_json(200, public(self.create_deployment(self.json_body(body))))
         elif method == "GET":
-            return self.send_json(200, public(state.deployment(name)))
+            return self.send_json(200, public(state.deployment(name, first_get=True)))
         elif method == "DELETE":
-            state.deployment(name)
-            del state.deployments[name]
-            return self.send_json(200, {"name": name, "deleted": True})
+            deployment = state.deployment(name)
+            deployment["status"], deployment["status_reason"] = "deleted", "deleted by the user"
+            return self.send_json(200, public(deployment))
         raise ApiError(405, "method not allowed")
 
     def create_deployment(self, data: dict[str, Any]) -> dict[str, Any]:
@@ -534,17 +723,26 @@ class Handler(BaseHTTPRequestHandler):
         if base not in SERVED_BASE_MODELS:
             hint = f"; did you mean {FINE_TUNABLE[base]!r}?" if base in FINE_TUNABLE else ""
             raise ApiError(400, f"base_model {base!r} cannot be deployed{hint}", param="base_model")
-        job_id, _, ckpt_id = str(data.get("source", "")).partition(":")
-        job = state.jobs.get(job_id)
-        if job is None or not any(c["id"] == ckpt_id for c in job["_checkpoints"]):
-            raise ApiError(400, f"source {data.get('source')!r} is not a checkpoint of a fine-tuning job",
-                           param="source")
-        if FINE_TUNABLE[job["model"]] != base:
-            raise ApiError(400, f"checkpoint was trained from {job['model']!r}, not {base!r}", param="base_model")
+        source = str(data.get("source", ""))
+        if source.startswith("https://huggingface.co/"):
+            pass  # a Hugging Face repo: the service fetches it itself
+        elif source in state.files:
+            if state.files[source]["purpose"] != "user_data":
+                raise ApiError(400, f"file {source!r} is not an uploaded model (purpose user_data)", param="source")
+        else:
+            job_id, _, ckpt_id = source.partition(":")
+            job = state.jobs.get(job_id)
+            if job is None or not any(c["id"] == ckpt_id for c in job["_checkpoints"]):
+                raise ApiError(400, f"source {source!r} is not a checkpoint of a fine-tuning job, a file id or "
+                               "a Hugging Face repo URL", param="source")
+            if FINE_TUNABLE[job["model"]] != base:
+                raise ApiError(400, f"checkpoint was trained from {job['model']!r}, not {base!r}",
+                               param="base_model")
         full_name = f"{base}-LoRa:{name}-{secrets.token_hex(2)}"
-        deployment = {"name": full_name, "base_model": base, "source": data["source"],
+        deployment = {"name": full_name, "base_model": base, "source": source,
                       "description": data.get("description"), "status": "validating", "status_reason": None,
-                      "created_at": int(time.time()), "_t0": time.time(), "_error": state.deploy_error}
+                      "created_at": int(time.time()), "_t0": time.time(), "_error": state.deploy_error,
+                      "_seen": False}
         state.deployments[full_name] = deployment
         return deployment
 

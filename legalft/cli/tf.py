@@ -31,6 +31,12 @@ def register(subparsers) -> None:
     launch.add_argument("--suffix", help="added to the model's name (at most 64 characters)")
     launch.add_argument("--seed", type=int)
     launch.add_argument("--name", help="a name for the job in legalft (default: the suffix)")
+    launch.add_argument("--from-checkpoint", metavar="JOB:CKPT|ORG/REPO",
+                        help="continue from an earlier job's checkpoint (ids from `tf status`) or a Hugging Face repo")
+    launch.add_argument("--integration", dest="integrations", action="append", default=[],
+                        choices=("wandb", "mlflow", "hf"),
+                        help="report to W&B / MLflow or export to Hugging Face (settings from the environment)")
+    launch.add_argument("--tag", dest="tags", action="append", default=[], help="a tag the service keeps (repeatable)")
     launch.add_argument("--wait", action="store_true", help="follow the job until it ends")
     launch.add_argument("--poll", type=float, default=15.0, metavar="SECONDS", help="status poll interval")
     launch.set_defaults(handler=run_launch)
@@ -52,6 +58,18 @@ def register(subparsers) -> None:
     deploy.add_argument("--poll", type=float, default=10.0, metavar="SECONDS")
     deploy.add_argument("--timeout", type=float, default=1800.0, metavar="SECONDS")
     deploy.set_defaults(handler=run_deploy)
+
+    imported = commands.add_parser("import", help="download a checkpoint's files into a local model folder")
+    imported.add_argument("job")
+    imported.add_argument("--checkpoint", help="checkpoint id (default: the latest)")
+    imported.set_defaults(handler=run_import)
+
+    adapter = commands.add_parser("deploy-adapter", help="upload a local LoRA adapter and deploy it on the service")
+    adapter.add_argument("folder", help="an adapter folder, a run folder or a local job id")
+    adapter.add_argument("--name", required=True, help="deployment name, e.g. uk-legal")
+    adapter.add_argument("--wait", action="store_true", help="wait until the model is active (or fails)")
+    adapter.add_argument("--poll", type=float, default=10.0, metavar="SECONDS")
+    adapter.set_defaults(handler=run_deploy_adapter)
 
     models = commands.add_parser("models", help="fine-tunable base models and your deployed models")
     models.add_argument("--delete", metavar="MODEL", help="delete a deployed model (its full name)")
@@ -125,7 +143,8 @@ def run_launch(args: argparse.Namespace) -> int:
         config = tf.LaunchConfig(
             model=args.model, n_epochs=args.epochs, learning_rate=args.learning_rate, batch_size=args.batch_size,
             lora=args.lora, lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-            packing=args.packing, context_length=args.context_length, suffix=args.suffix, seed=args.seed)
+            packing=args.packing, context_length=args.context_length, suffix=args.suffix, seed=args.seed,
+            from_checkpoint=args.from_checkpoint, integrations=args.integrations, tags=args.tags)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if args.poll <= 0:
@@ -252,6 +271,43 @@ def run_deploy(args: argparse.Namespace) -> int:
         print(f"smoke test: {tf.SMOKE_TEST_QUESTION}\n  {answer.text}")
         print(f'chat with it: legalft tf chat "{endpoint.model}" "your question"')
     return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from legalft.models import import_checkpoint
+
+    job = _job(args.job)
+    try:
+        model = import_checkpoint(job.id, args.checkpoint)
+    except ServiceError as exc:
+        return _fail(exc)
+    said = "already there" if model.already_there else f"downloaded {len(model.files)} files"
+    print(f"{model.checkpoint_id} of {job.id}: {said} in {model.path}")
+    print(f"serve it: legalft serve start {model.path}")
+    return 0
+
+
+def run_deploy_adapter(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from legalft import managed as tf
+    from legalft.models import deploy_adapter
+    from legalft.train.tracking import resolve_init_adapter
+
+    try:
+        folder = resolve_init_adapter(args.folder) if not Path(args.folder, "adapter_config.json").is_file() \
+            else Path(args.folder)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        endpoint = deploy_adapter(folder, name=args.name)
+        print(f"deploying {folder} as {endpoint.model}: {endpoint.status}", flush=True)
+        if args.wait:
+            endpoint = tf.poll_deployment(endpoint.model, wait=True, poll_seconds=args.poll)
+    except ServiceError as exc:
+        return _fail(exc)
+    print(f"{endpoint.model}: {endpoint.status}")
+    return 1 if endpoint.status == "error" else 0
 
 
 def run_models(args: argparse.Namespace) -> int:

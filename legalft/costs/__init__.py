@@ -965,7 +965,7 @@ def first_month_totals(estimate: CostEstimate, managed_training: float, gpu_one_
 # The package's public names, imported after what they use from this module.
 from legalft.costs.actuals import CPU_BASIS, JobCost, MeasuredRun, job_cost, measured_runs  # noqa: F401
 from legalft.costs.report import SensitivityRow, flips, scenario_report, sensitivity  # noqa: F401
-from legalft.costs.serving import ServingPlan, plan_serving  # noqa: F401
+from legalft.costs.serving import ServingPlan, plan_serving
 from legalft.costs.tokens import (  # noqa: F401
     DEFAULT_TRAINING_MODEL,
     TrainedTokens,

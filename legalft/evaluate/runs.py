@@ -321,7 +321,7 @@ def _guarded(asker: _Asker, label: str, item: dict[str, Any], attempts: int, sto
         return "skipped"
     try:
         return asker.ask(label, item, attempts)
-    except Exception as exc:  # noqa: BLE001 - one bad answer must not end the run; its reason is kept
+    except Exception as exc:
         log.exception("evaluation %s: question %s for %s failed", asker.run.id, item["idx"], label)
         asker._store(label, item["idx"], {"status": "failed", "error": f"{exc.__class__.__name__}: {exc}"}, attempts)
         return "failed"

@@ -33,7 +33,14 @@ from legalft.managed.client import (
     resolve_api_key,
     v0_url,
 )
-from legalft.managed.config import HYPERPARAMETER_NAMES, MAX_SUFFIX_CHARS, LaunchConfig
+from legalft.managed.config import (
+    HYPERPARAMETER_NAMES,
+    INTEGRATION_KINDS,
+    MAX_SUFFIX_CHARS,
+    SERVICE_LIMITS,
+    LaunchConfig,
+    checkpoint_reference,
+)
 from legalft.managed.deploy import (
     SMOKE_TEST_QUESTION,
     ChatAnswer,
@@ -44,6 +51,14 @@ from legalft.managed.deploy import (
     poll_deployment,
     smoke_test,
 )
+from legalft.managed.display import (
+    checkpoint_choices,
+    checkpoint_label,
+    continuation_choices,
+    follow_deployments,
+    price_note,
+)
+from legalft.managed.integrations import INTEGRATION_LABELS, build_integrations, integration_status
 from legalft.managed.jobs import MANAGED_POLL_SECONDS, cancel_job, close_job, launch_job, sync_job, wait_for_job
 from legalft.managed.preflight import MAX_FILE_BYTES, PreflightError, PreflightReport, preflight_dataset
 
@@ -55,4 +70,7 @@ __all__ = [
     "deployment_base_model", "describe_connection", "launch_job", "list_models", "load_model_catalogue",
     "poll_deployment", "preflight_dataset", "refresh_model_catalogue", "resolve_api_key", "smoke_test",
     "sync_job", "v0_url", "wait_for_job",
+    "INTEGRATION_KINDS", "INTEGRATION_LABELS", "SERVICE_LIMITS", "build_integrations", "checkpoint_choices",
+    "checkpoint_label", "checkpoint_reference", "continuation_choices", "follow_deployments",
+    "integration_status", "price_note",
 ]

@@ -80,6 +80,10 @@ class _ProgressReader:
                        min(fraction, 1.0))
         return chunk
 
+    def seekable(self) -> bool:
+        # The SDK replays a request body (a retry after a 429 or a 5xx) only when it can seek back.
+        return self._fh.seekable()
+
     def seek(self, offset: int, whence: int = 0) -> int:
         position = self._fh.seek(offset, whence)
         self._sent = position  # a retried upload starts again from the top
@@ -179,20 +183,41 @@ class TokenFactoryClient:
             return ServiceError.of("not_found", f"{what}: not found (HTTP 404): {detail}", status_code=status)
         if status == 409:
             return ServiceError.of("conflict", f"{what}: conflict (HTTP 409): {detail}", status_code=status)
+        if status == 422:  # the service's request validation: one "field: reason" per problem
+            fields = _validation_fields(exc.body)
+            message = f"{what}: the service refused these fields (HTTP 422): {fields or detail}"
+            return ServiceError.of("bad_request", message, status_code=status)
         message = f"{what}: the service refused the request (HTTP {status}): {detail}"
         return ServiceError.of("bad_request", message, status_code=status)
 
     # --- files and jobs ---------------------------------------------------------------------------
 
-    def upload_file(self, path: str | Path, progress: ProgressCallback | None = None) -> dict[str, Any]:
-        """Upload a JSONL file with ``purpose="fine-tune"``, streaming it from disk."""
+    def upload_file(self, path: str | Path, progress: ProgressCallback | None = None, *,
+                    purpose: str = "fine-tune", content_type: str = "application/jsonl") -> dict[str, Any]:
+        """Upload a file (JSONL with ``purpose="fine-tune"`` by default), streaming it from disk.
+
+        The stream is seekable, so the SDK retries an upload that meets a 429 or a 5xx like any call.
+        """
         path = Path(path)
         total = path.stat().st_size
         with open(path, "rb") as fh:
             stream = _ProgressReader(fh, total, progress, path.name) if progress else fh
             result = self._call(f"uploading {path.name}", lambda: self.sdk.files.create(
-                file=(path.name, stream, "application/jsonl"), purpose="fine-tune"))
+                file=(path.name, stream, content_type), purpose=purpose))
         return result.model_dump()
+
+    def download_file(self, file_id: str, dest: str | Path) -> Path:
+        """Write a file's content (``GET /v1/files/{id}/content``) to ``dest``, via a temporary name."""
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = dest.with_name(dest.name + ".partial")
+        response = self._call(f"downloading file {file_id}", lambda: self.sdk.files.content(file_id))
+        response.write_to_file(partial)
+        partial.replace(dest)
+        return dest
+
+    def retrieve_file(self, file_id: str) -> dict[str, Any]:
+        return self._call(f"reading file {file_id}", lambda: self.sdk.files.retrieve(file_id)).model_dump()
 
     def delete_file(self, file_id: str) -> None:
         self._call(f"deleting file {file_id}", lambda: self.sdk.files.delete(file_id))
@@ -200,11 +225,23 @@ class TokenFactoryClient:
     def create_job(
         self, *, model: str, training_file: str, hyperparameters: dict[str, Any],
         validation_file: str | None = None, suffix: str | None = None, seed: int | None = None,
+        from_checkpoint: dict[str, Any] | None = None, integrations: list[dict[str, Any]] | None = None,
+        tags: list[str] | None = None,
     ) -> dict[str, Any]:
+        """Create a supervised job; ``integrations`` may hold secrets, which go to the service only."""
         optional = {"validation_file": validation_file, "suffix": suffix, "seed": seed}
         kwargs = {k: v for k, v in optional.items() if v is not None}
+        # The SDK types ``method``/``integrations`` for OpenAI's shapes; the service's own go in the body.
+        # Hyperparameters go in ``method`` only (the top-level field is the older form of the same).
+        extra: dict[str, Any] = {"method": {"type": "supervised", "supervised": {"hyperparameters": hyperparameters}}}
+        if from_checkpoint:
+            extra["from_checkpoint"] = from_checkpoint
+        if integrations:
+            extra["integrations"] = integrations
+        if tags:
+            extra["tags"] = tags
         job = self._call("creating the fine-tuning job", lambda: self.sdk.fine_tuning.jobs.create(
-            model=model, training_file=training_file, hyperparameters=hyperparameters, **kwargs))
+            model=model, training_file=training_file, extra_body=extra, **kwargs))
         return job.model_dump()
 
     def retrieve_job(self, remote_id: str) -> dict[str, Any]:
@@ -216,11 +253,9 @@ class TokenFactoryClient:
                           lambda: self.sdk.fine_tuning.jobs.cancel(remote_id)).model_dump()
 
     def list_events(self, remote_id: str) -> list[dict[str, Any]]:
-        """All the job's events, oldest first."""
+        """All the job's events, oldest first (the service's order; the SDK follows ``after`` pages)."""
         events = self._call(f"reading the events of job {remote_id}", lambda: [
             e.model_dump() for e in self.sdk.fine_tuning.jobs.list_events(remote_id, limit=100)])
-        if _newest_first(events):
-            events.reverse()
         return sorted(events, key=lambda e: e.get("created_at") or 0)  # stable: keeps ties in order
 
     def list_checkpoints(self, remote_id: str) -> list[dict[str, Any]]:
@@ -264,12 +299,23 @@ class TokenFactoryClient:
         return self._call("listing models", lambda: {m.id for m in self.sdk.models.list()})
 
 
-def _newest_first(items: list[dict[str, Any]]) -> bool:
-    """Whether a page lists newest first; when the stamps cannot tell (one second), the OpenAI convention."""
-    stamps = [i.get("created_at") or 0 for i in items]
-    if any(a > b for a, b in zip(stamps, stamps[1:])):
-        return True
-    return not any(a < b for a, b in zip(stamps, stamps[1:]))
+def _validation_fields(body: Any) -> str | None:
+    """A 422 ``{"detail": [{loc, msg, input}, ...]}`` as ``field: reason (got value); ...``, with the
+    request's own names (``hyperparameters.lora_r``, not ``body.method.supervised.supervised...``)."""
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if not isinstance(detail, list) or not all(isinstance(d, dict) for d in detail):
+        return None
+    parts = []
+    for item in detail:
+        loc = [str(p) for p in item.get("loc") or [] if p != "body"]
+        if loc[:3] == ["method", "supervised", "supervised"]:  # the discriminator's tag, then the field
+            loc = loc[3:]
+        value = item.get("input")
+        got = f" (got {value!r})" if isinstance(value, (int, float, str)) and not isinstance(value, bool) else ""
+        where = ".".join(loc)
+        msg = str(item.get("msg") or item.get("type") or "invalid")
+        parts.append(f"{where}: {msg}{got}" if where else msg)
+    return "; ".join(parts) or None
 
 
 def _iso(epoch: int | float | None) -> str | None:

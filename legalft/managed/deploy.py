@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from legalft.audit import action
 from legalft.chat import DEFAULT_SYSTEM_PROMPT
 from legalft.endpoints import Endpoint, delete_endpoint, list_endpoints, save_endpoint
-from legalft.errors import Conflict, DeployFailed
+from legalft.errors import Conflict, DeployFailed, NotFound
 from legalft.jobs import list_checkpoints, require_job, utc_now
 from legalft.managed.catalogue import deployment_base_model
 from legalft.managed.client import PATH, TokenFactoryClient, client_for, configured_base_url
@@ -58,7 +59,15 @@ def deploy_checkpoint(
     source = f"{job.remote_id}:{checkpoint_id}"
     deployment = client.create_deployment(name=name, base_model=base, source=source, description=description)
     return _record_deployment(client, deployment, job_id=job_id, extra={
-        "checkpoint_id": checkpoint_id, "source": source, "base_model": base, "requested_name": name})
+        "checkpoint_id": checkpoint_id, "source": source, "base_model": base, "requested_name": name,
+        "deployed_at": time.time()})
+
+
+#: Right after ``POST /v0/models`` the service may not have a status yet (a 404, or none): for this
+#: long a deployment just made is read as still ``validating`` rather than as gone.
+NEW_DEPLOYMENT_GRACE_SECONDS = 120.0
+#: Statuses after which a deployment changes no more by itself.
+SETTLED_STATUSES = ("active", "error", "deleted")
 
 
 def _record_deployment(client: TokenFactoryClient, deployment: dict[str, Any], *, job_id: str | None,
@@ -67,8 +76,15 @@ def _record_deployment(client: TokenFactoryClient, deployment: dict[str, Any], *
     previous = next((e for e in list_endpoints(PATH) if e.model == model), None)
     details = {**(previous.details if previous else {}), **(extra or {}),
                "status_reason": deployment.get("status_reason"), "checked_at": utc_now()}
+    # No status yet (just created): it is still being validated.
+    status = deployment.get("status") or (previous.status if previous else None) or "validating"
     return save_endpoint(kind=PATH, name=details.get("requested_name") or model, base_url=client.base_url,
-                         model=model, status=deployment.get("status") or "unknown", job_id=job_id, details=details)
+                         model=model, status=status, job_id=job_id, details=details)
+
+
+def _just_deployed(endpoint: Endpoint | None) -> bool:
+    deployed_at = (endpoint.details or {}).get("deployed_at") if endpoint else None
+    return bool(deployed_at) and time.time() - float(deployed_at) < NEW_DEPLOYMENT_GRACE_SECONDS
 
 
 def poll_deployment(
@@ -80,34 +96,46 @@ def poll_deployment(
     client: TokenFactoryClient | None = None,
     on_update: Callable[[Endpoint], None] | None = None,
 ) -> Endpoint:
-    """Read a deployment's status into its endpoint; with ``wait``, until ``active`` or ``error``.
+    """Read a deployment's status into its endpoint; with ``wait``, until ``active``, ``error`` or ``deleted``.
 
-    An ``error`` is returned, not raised: ``endpoint.details["status_reason"]`` says why.
+    An ``error`` is returned, not raised: ``endpoint.details["status_reason"]`` says why. A 404 in
+    the first ``NEW_DEPLOYMENT_GRACE_SECONDS`` after the deployment was made reads as ``validating``.
     """
     known = next((e for e in list_endpoints(PATH) if e.model == model), None)
     client = client or TokenFactoryClient(base_url=known.base_url if known else None)
 
     def read() -> Endpoint:
-        return _record_deployment(client, client.get_deployment(model), job_id=known.job_id if known else None)
+        try:
+            deployment = client.get_deployment(model)
+        except NotFound:
+            if not _just_deployed(known):
+                raise
+            log.info("deployment %s not visible yet; still validating", model)
+            deployment = {"name": model, "status": None}
+        return _record_deployment(client, deployment, job_id=known.job_id if known else None)
 
     if not wait:
         endpoint = read()
         if on_update:
             on_update(endpoint)
         return endpoint
-    return poll_until(read, lambda e: e.status in ("active", "error"), interval=poll_seconds, timeout=timeout,
+    return poll_until(read, lambda e: e.status in SETTLED_STATUSES, interval=poll_seconds, timeout=timeout,
                       on_update=on_update, what=f"following deployment {model}")
 
 
 def list_models(client: TokenFactoryClient | None = None) -> list[dict[str, Any]]:
-    """The custom models deployed on the account; recorded endpoints get their current status."""
+    """The custom models deployed on the account (``deleted`` ones left out); recorded endpoints get
+    their current status, and a recorded one the service lists as deleted is forgotten."""
     client = client or TokenFactoryClient()
     deployments = client.list_deployments()
     recorded = {e.model: e for e in list_endpoints(PATH)}
     for deployment in deployments:
-        if deployment.get("name") in recorded:
-            _record_deployment(client, deployment, job_id=recorded[deployment["name"]].job_id)
-    return deployments
+        endpoint = recorded.get(deployment.get("name"))
+        if endpoint and deployment.get("status") == "deleted":
+            delete_endpoint(endpoint.id)
+        elif endpoint:
+            _record_deployment(client, deployment, job_id=endpoint.job_id)
+    return [d for d in deployments if d.get("status") != "deleted"]
 
 
 @action("managed.delete_model")

@@ -43,8 +43,12 @@ def launch_job(
     Raises ``PreflightError`` when a file breaks the service's rules (nothing is recorded then), and
     ``ServiceError`` when the service fails; the recorded job then says ``failed`` and why.
     """
+    from legalft.managed.integrations import build_integrations
+
     config = config or LaunchConfig()
     client = client or TokenFactoryClient()
+    # Read now, before anything is recorded or uploaded: a missing secret stops the launch here.
+    integrations = build_integrations(config.integrations, run_name=name or config.suffix)
     say = progress or (lambda message, fraction: None)
     reports = {}
     for role, item in (("training", dataset), ("validation", validation)):
@@ -78,7 +82,8 @@ def launch_job(
         created = client.create_job(
             model=config.model, training_file=remote["training_file"],
             validation_file=remote.get("validation_file"), hyperparameters=config.hyperparameters(),
-            suffix=config.suffix, seed=config.seed)
+            suffix=config.suffix, seed=config.seed, from_checkpoint=config.start_from(),
+            integrations=integrations, tags=config.tags)
     except ServiceError as exc:
         update_job(job.id, status="failed", error=str(exc), progress={"stage": "launch failed"})
         _discard_files(client, remote)
@@ -157,6 +162,8 @@ def sync_job(job_id: str, client: TokenFactoryClient | None = None, *, max_age: 
         "fine_tuned_model": remote.get("fine_tuned_model"), "result_files": remote.get("result_files") or []}}
     if trained_tokens:
         fields["actual_cost"] = _training_cost(job.base_model or remote.get("model", ""), trained_tokens)
+    elif status in ("failed", "cancelled"):
+        fields["actual_cost"] = 0.0  # billed on trained tokens: ended before training, nothing to pay
     if status == "failed":
         fields["error"] = _job_error(remote.get("error"))
     if status in ("succeeded", "failed", "cancelled") and remote.get("finished_at"):

@@ -66,11 +66,14 @@ RESERVED_SFT_KEYS: dict[str, str] = {
     "bf16": "set precision: bf16",
     "fp16": "set precision: fp16",
     "use_cpu": "set device: cpu",
-    "report_to": "metrics go to RUN_DIR/metrics.jsonl",
+    "report_to": "set report_to: at the top level (trackio, tensorboard, wandb, mlflow)",
     "resume_from_checkpoint": "use `legalft jobs resume ID`",
     "chat_template_path": "set chat_template:",
     "trust_remote_code": "set trust_remote_code: at the top level",
 }
+
+#: TRL reporters a run can send metrics to, besides its own ``metrics.jsonl``.
+REPORTERS = ("trackio", "tensorboard", "wandb", "mlflow")
 
 #: Deprecated names the libraries still accept; stored under the current name.
 ALIASES: dict[str, str] = {
@@ -147,6 +150,11 @@ class TrainConfig:
     """A label for the run (recipe name by default)."""
     description: str | None = None
     """One line on what the recipe is for."""
+    report_to: list[str] = field(default_factory=list)
+    """Experiment trackers besides ``metrics.jsonl``: ``trackio`` (local, no account), ``tensorboard``,
+    ``wandb``, ``mlflow`` (TRL's reporters; their keys come from the environment)."""
+    init_adapter: str | None = None
+    """Continue from a finished run's LoRA adapter: its job id, run folder or adapter folder."""
 
     def __post_init__(self) -> None:
         if isinstance(self.distributed, dict):
@@ -159,6 +167,10 @@ class TrainConfig:
                 sft.setdefault(new, value)
         self.sft = {key: _coerce_number(value) for key, value in {**DEFAULT_SFT, **sft}.items()}
         self.freeze_modules = list(self.freeze_modules or [])
+        if isinstance(self.report_to, str):
+            self.report_to = [] if self.report_to in ("", "none") else [self.report_to]
+        self.report_to = list(dict.fromkeys(self.report_to or []))
+        self.init_adapter = str(self.init_adapter).strip() or None if self.init_adapter else None
         problems = self.find_problems()
         if problems:
             raise TrainConfigError(problems)
@@ -187,6 +199,13 @@ class TrainConfig:
             for key in values:
                 if key in RENAMED_KEYS:
                     problems.append(f"{section}.{key} is not a setting any more: use {section}.{RENAMED_KEYS[key]}")
+        for reporter in self.report_to:
+            if reporter not in REPORTERS:
+                problems.append(f"report_to {reporter!r} is not a tracker this project runs: choose from "
+                                f"{', '.join(REPORTERS)}")
+        if self.init_adapter and not self.uses_lora:
+            problems.append("init_adapter continues a LoRA adapter, but method is full: set method: lora (or "
+                            "qlora), or remove init_adapter")
         problems += self._check_numbers()
         eval_strategy = str(self.sft.get("eval_strategy") or "no")
         if eval_strategy != "no" and not self.validation_file:

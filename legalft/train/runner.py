@@ -109,6 +109,7 @@ def train(run_dir: Path, status: StatusWriter) -> dict[str, Any]:
 
     from legalft.train.callbacks import RunDirCallback
     from legalft.train.preflight import inspect_chat_template, load_records, load_tokenizer, resolve_base_model
+    from legalft.train.tracking import extend_training
 
     config = TrainConfig.load(run_dir / CONFIG_FILE)
     problems = check_library_fields(config)
@@ -157,15 +158,16 @@ def train(run_dir: Path, status: StatusWriter) -> dict[str, Any]:
     # The log is a file read by people and the Monitor page; progress bars only clutter it
     # (progress lives in status.json).
     sft.setdefault("disable_tqdm", True)
+    model, report_to, has_adapter = extend_training(config, run_dir, model, sft)  # tracking, init_adapter
     args = SFTConfig(
         output_dir=str(run_dir / CHECKPOINTS_DIR),
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=device == "cpu",
-        report_to="none",
+        report_to=report_to,
         **sft,
     )
-    peft_config = LoraConfig(task_type="CAUSAL_LM", **config.lora) if config.uses_lora else None
+    peft_config = LoraConfig(task_type="CAUSAL_LM", **config.lora) if config.uses_lora and not has_adapter else None
     trainer = SFTTrainer(
         model=model,
         args=args,
