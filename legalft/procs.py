@@ -47,6 +47,20 @@ class ProcessRecord:
                    started_at=data.get("started_at") or "", command=list(data.get("command") or []))
 
 
+def checkout_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a legalft child process: this one's, with this checkout first on
+    PYTHONPATH (it imports this code even when legalft is not installed) and unbuffered output."""
+    from legalft.home import project_root
+
+    env = dict(os.environ)
+    root = str(project_root())
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.update(extra or {})
+    return env
+
+
 def spawn_detached(command: list[str], *, log_path: str | Path, cwd: str | Path | None = None,
                    env: dict[str, str] | None = None, banner: str | None = None) -> ProcessRecord:
     """Start ``command`` in its own session with stdout and stderr appended to ``log_path``.

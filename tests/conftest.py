@@ -65,3 +65,19 @@ def chromium_path() -> str:
     if os.environ.get("CI"):
         pytest.fail("Chromium is missing in CI: `make test` installs it with apt-get when run as root")
     pytest.skip("Chromium is not installed (sudo apt-get install chromium)")
+
+
+def open_app_page(page: str | None = None, timeout: float = 120, **state):
+    """The app through AppTest as a user meets it: ``app.py`` run once (with ``state`` set in the
+    session first), then ``page`` opened; asserts that neither raised."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    assert not at.exception, at.exception
+    return at

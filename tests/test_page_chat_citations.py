@@ -11,20 +11,14 @@ from statutes import statute_db, statute_index  # noqa: F401 - fixtures
 from streamlit.testing.v1 import AppTest
 
 from legalft.endpoints import save_endpoint
+from tests.conftest import open_app_page
 
 ROOT = Path(__file__).resolve().parent.parent
 ARIA = "Advanced Research and Invention Agency Act 2022"
 
 
 def open_chat(**state) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.run()
-    at.switch_page("pages/chat.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_app_page("pages/chat.py", timeout=60, **state)
 
 
 def test_chips_and_summary_under_a_streamed_answer(deployed):

@@ -12,18 +12,14 @@ from streamlit.testing.v1 import AppTest
 
 from legalft.evaluate.runs import EvalTarget, create_run, load_run, run_evaluation
 from legalft.evaluate.sets import generate_legislation_set
+from tests.conftest import open_app_page
 
 ROOT = Path(__file__).resolve().parent.parent
 ARIA = "Advanced Research and Invention Agency Act 2022"
 
 
 def open_evaluate() -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.run()
-    at.switch_page("pages/evaluate.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_app_page("pages/evaluate.py")
 
 
 def test_page_without_endpoints_or_runs(statute_index):

@@ -12,7 +12,7 @@ from legalft.data.registry import register_dataset
 from legalft.data.sanitize import sanitize_file
 from legalft.endpoints import list_endpoints
 from legalft.jobs import get_job, list_jobs
-from tests.conftest import REFERENCE_QA, ROOT
+from tests.conftest import REFERENCE_QA, ROOT, open_app_page
 
 APP = str(ROOT / "app.py")
 
@@ -24,12 +24,7 @@ def registered_reference(tmp_path):
 
 
 def open_page(page: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    at.switch_page(page)
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_app_page(page)
 
 
 def metric(at: AppTest, label: str) -> str | None:

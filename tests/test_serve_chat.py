@@ -25,6 +25,7 @@ from legalft.api import ApiSettings, create_app
 from legalft.cli import main
 from legalft.endpoints import Endpoint, list_endpoints, save_endpoint
 from legalft.errors import ServiceError
+from tests.conftest import open_app_page
 
 pytestmark = pytest.mark.slow  # every test here uses the module's two model servers (about 15 s to start)
 
@@ -264,14 +265,7 @@ def test_legal_api_closes_the_upstream_stream_when_the_client_leaves(served):
 
 
 def open_chat_page(**state) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.run()
-    at.switch_page("pages/chat.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_app_page("pages/chat.py", timeout=60, **state)
 
 
 def select(widget, label_part: str) -> None:

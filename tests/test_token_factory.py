@@ -7,7 +7,6 @@ import re
 import socket
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from legalft.jobs import get_job, list_checkpoints, list_events, list_jobs
 from legalft.managed import preflight as preflight_module
 from legalft.managed.preflight import check_service_rules
 from legalft.polling import poll_until
+from tests.managed import control
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE_QA = ROOT / "data" / "legislation_qa_clean.jsonl"
@@ -28,13 +28,6 @@ MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
 
 
-def control(server, payload: dict | None = None, path: str = "/_control"):
-    url = f"http://127.0.0.1:{server.server_address[1]}{path}"
-    data = json.dumps(payload).encode() if payload is not None else None
-    request = urllib.request.Request(url, data=data, method="POST" if data else "GET",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request) as response:
-        return json.loads(response.read())
 
 
 def write_jsonl(path: Path, records: list) -> Path:

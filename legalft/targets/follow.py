@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -55,21 +54,11 @@ _ACTIVE = ("validating_files", "queued", "running")
 
 # --- called by the library (train.launch) -------------------------------------------------------
 
-def _child_env() -> dict[str, str]:
-    from legalft.home import project_root
-
-    env = dict(os.environ)
-    root = str(project_root())
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
 def start_follower(job_id: str, run_dir: Path, action: str = "watch") -> procs.ProcessRecord:
     """Start the follower of a remote run, detached (it outlives the page or command that asked)."""
     return procs.spawn_detached([sys.executable, "-m", "legalft.targets.follow", job_id, str(run_dir),
                                  "--action", action], log_path=run_dir / FOLLOW_LOG_FILE, cwd=run_dir,
-                                env=_child_env())
+                                env=procs.checkout_env())
 
 
 def follower_running(run_dir: Path) -> bool:

@@ -218,8 +218,7 @@ class SkyPilotTarget(Target):
     def resume(self, job_id: str, run_dir: Path, info: dict[str, Any], say: Callable[[str], None]) -> dict[str, Any]:
         """The cluster may be gone (released after a failure): provision again and re-upload the run folder
         (its checkpoints came back with the pull), then train from the last checkpoint."""
-        launched = self.launch(job_id, run_dir, say)
-        return launched
+        return self.launch(job_id, run_dir, say)
 
     def probe(self, info: dict[str, Any], metrics_from: int, log_from: int) -> dict[str, Any]:
         return self.ssh(info).probe(info, metrics_from, log_from)

@@ -10,7 +10,6 @@ restart) is found by its pid and heartbeat and marked failed with the tail of it
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ import yaml
 from legalft import procs
 from legalft.audit import action
 from legalft.errors import JobBusy, JobStateError
-from legalft.home import project_root, subdir
+from legalft.home import subdir
 from legalft.jobs import Job, create_job, list_jobs, new_job_id, require_job, update_job, upsert_checkpoint, utc_now
 from legalft.polling import poll_until
 from legalft.train.config import TrainConfig, TrainConfigError
@@ -144,16 +143,6 @@ def launch_command(config: TrainConfig, run_dir: str | Path) -> list[str]:
     return command
 
 
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    # The training process must import this checkout's legalft even when it is not installed.
-    root = str(project_root())
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    env["PYTHONUNBUFFERED"] = "1"
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    return env
-
-
 def _spawn(job_id: str, run_dir: Path, config: TrainConfig, resumed_from: int | None,
            env: dict[str, str] | None = None) -> dict[str, Any]:
     """Start the training process in its own session; record the attempt in ``run.json``."""
@@ -171,7 +160,7 @@ def _spawn(job_id: str, run_dir: Path, config: TrainConfig, resumed_from: int | 
         "heartbeat": time.time(), "error": None, "finished_at": None,
     })
     try:
-        process = procs.spawn_detached(command, log_path=run_dir / LOG_FILE, cwd=run_dir, env={**_child_env(), **(env or {})},
+        process = procs.spawn_detached(command, log_path=run_dir / LOG_FILE, cwd=run_dir, env=procs.checkout_env(env),
                                        banner=f"\n===== {utc_now()} attempt {number}: {' '.join(command)}\n")
     except OSError as exc:
         write_json_atomic(run_dir / STATUS_FILE, {
