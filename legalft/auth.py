@@ -237,10 +237,10 @@ def require(role: str, action: str, target: str | None = None) -> User:
 
 
 def visible_pages(user: User) -> set[str]:
-    """Page titles a user sees: viewers no Dataset or Train; without a role, none."""
+    """Page titles a user sees: viewers see, chat and evaluate (no Dataset or Train); without a role, none."""
     if user.role is None:
         return set()
-    pages = {"Home", "Monitor", "Costs", "Chat", "Activity"}
+    pages = {"Home", "Monitor", "Evaluate", "Costs", "Chat", "Activity"}  # viewers see, chat and evaluate
     if user.can("trainer"):
         pages |= {"Dataset", "Train"}
     return pages

@@ -102,7 +102,7 @@ def test_admin_actions_need_an_admin():
 
 
 def test_pages_by_role():
-    assert auth.visible_pages(VIEWER) == {"Home", "Monitor", "Costs", "Chat", "Activity"}
+    assert auth.visible_pages(VIEWER) == {"Home", "Monitor", "Evaluate", "Costs", "Chat", "Activity"}
     assert auth.visible_pages(TRAINER) == auth.visible_pages(VIEWER) | {"Dataset", "Train"}
     assert auth.visible_pages(STRANGER) == set()
 
