@@ -285,10 +285,13 @@ def test_monitor_page_lists_and_deletes_data_at_the_provider(standin, tmp_path):
     at.run()
     rows = at.dataframe[-1].value
     assert list(rows["role"]) == ["training file"] and list(rows["id"]) == [job.remote["training_file"]]
+    # The service also holds the job's result files (the last checkpoint's): they go too.
+    results = tf.TokenFactoryClient().retrieve_job(job.remote_id)["result_files"]
+    assert results and all(_at_provider(standin, file_id) for file_id in results)
     next(b for b in at.button if b.label == "Delete at the provider").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert any("Deleted 1 item(s) at the provider" in s.value for s in at.success)
-    assert not _at_provider(standin, job.remote["training_file"])
+    assert any(f"Deleted {1 + len(results)} item(s) at the provider" in s.value for s in at.success)
+    assert not any(_at_provider(standin, file_id) for file_id in [job.remote["training_file"], *results])
     assert get_job(job.id).remote["provider_data_deleted_at"]
 
 

@@ -11,14 +11,15 @@ item the service no longer has as already gone. A job still running is refused: 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from legalft.audit import action
-from legalft.endpoints import delete_endpoint, list_endpoints
+from legalft.endpoints import Endpoint, delete_endpoint, list_endpoints
 from legalft.errors import JobStateError, NotFound, ServiceError
 from legalft.jobs import Job, require_job, update_job, utc_now
 from legalft.managed.client import PATH, TokenFactoryClient
+from legalft.managed.deploy import just_deployed, read_deployment
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,11 @@ class ProviderItem:
     present: bool | None = None
     """At the provider now (True/False), or None when it could not be asked."""
     detail: str = ""
+    endpoint: Endpoint | None = field(default=None, repr=False, compare=False)
+    """The local record of a deployment (when it was made decides how a 404 reads)."""
+
+    def to_row(self) -> dict[str, Any]:
+        return {"kind": self.kind, "id": self.id, "role": self.role, "present": self.present, "detail": self.detail}
 
 
 @dataclass
@@ -60,7 +66,7 @@ class ProviderFootprint:
         return [item for item in self.items if item.present is not False]
 
     def to_rows(self) -> list[dict[str, Any]]:
-        return [asdict(item) for item in self.items]
+        return [item.to_row() for item in self.items]
 
 
 @dataclass
@@ -91,7 +97,8 @@ def _items(job: Job, client: TokenFactoryClient | None) -> tuple[list[ProviderIt
              for role in ("training", "validation") if job.remote.get(f"{role}_file")]
     for endpoint in list_endpoints(PATH):
         if endpoint.job_id == job.id:
-            items.append(ProviderItem("deployment", endpoint.model, "deployment", detail=endpoint.status))
+            items.append(ProviderItem("deployment", endpoint.model, "deployment", detail=endpoint.status,
+                                      endpoint=endpoint))
     checked = False
     if client is not None and job.remote_id:
         try:
@@ -110,7 +117,8 @@ def _ask(client: TokenFactoryClient, item: ProviderItem) -> None:
         if item.kind == "file":
             client._call(f"reading file {item.id}", lambda: client.sdk.files.retrieve(item.id))
         else:
-            item.detail = str(client.get_deployment(item.id).get("status") or item.detail)
+            # Just made, the service may not list it yet: that is a deployment being validated, not gone.
+            item.detail = str(read_deployment(client, item.id, item.endpoint).get("status") or item.detail)
         item.present = True
     except NotFound:
         item.present = False
@@ -150,6 +158,10 @@ def delete_provider_data(job_id: str, client: TokenFactoryClient | None = None) 
                 client.delete_file(item.id)
             report.deleted.append(item.id)
         except NotFound:
+            if item.kind == "deployment" and just_deployed(item.endpoint):
+                # Not stored by the service yet: it may still appear and bill, so it is not "gone".
+                report.failed[item.id] = "the service has not stored this deployment yet; try again in a minute"
+                continue
             report.already_gone.append(item.id)
         except ServiceError as exc:
             report.failed[item.id] = str(exc)

@@ -82,9 +82,21 @@ def _record_deployment(client: TokenFactoryClient, deployment: dict[str, Any], *
                          model=model, status=status, job_id=job_id, details=details)
 
 
-def _just_deployed(endpoint: Endpoint | None) -> bool:
+def just_deployed(endpoint: Endpoint | None) -> bool:
     deployed_at = (endpoint.details or {}).get("deployed_at") if endpoint else None
     return bool(deployed_at) and time.time() - float(deployed_at) < NEW_DEPLOYMENT_GRACE_SECONDS
+
+
+def read_deployment(client: TokenFactoryClient, model: str, known: Endpoint | None) -> dict[str, Any]:
+    """The service's view of a deployment; a 404 just after it was made reads as not stored yet
+    (``status`` None: still validating), later as gone (``NotFound``)."""
+    try:
+        return client.get_deployment(model)
+    except NotFound:
+        if not just_deployed(known):
+            raise
+        log.info("deployment %s not visible yet; still validating", model)
+        return {"name": model, "status": None}
 
 
 def poll_deployment(
@@ -105,13 +117,7 @@ def poll_deployment(
     client = client or TokenFactoryClient(base_url=known.base_url if known else None)
 
     def read() -> Endpoint:
-        try:
-            deployment = client.get_deployment(model)
-        except NotFound:
-            if not _just_deployed(known):
-                raise
-            log.info("deployment %s not visible yet; still validating", model)
-            deployment = {"name": model, "status": None}
+        deployment = read_deployment(client, model, known)
         return _record_deployment(client, deployment, job_id=known.job_id if known else None)
 
     if not wait:
