@@ -75,7 +75,8 @@ def test_monitor_shows_a_short_status_readable_events_and_no_cost_for_a_job_canc
     tf.cancel_job(job_id, small_client(standin))
     at.run()
     assert metric(at, "Status") == "Cancelled"
-    assert get_job(job_id).actual_cost == 0.0 and metric(at, "Cost") == "$0.00"
+    cost = next(m for m in at.metric if m.label == "Cost (est. → actual)")
+    assert get_job(job_id).actual_cost == 0.0 and cost.proto.delta == "actual $0.00"
     events = next(c for c in at.code).value.splitlines()
     assert events[0].split(" ", 1)[1].startswith("info  Validating training file")
     assert len(events[0]) < 60  # the time of day only, so the message stays in view

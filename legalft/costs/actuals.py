@@ -54,6 +54,9 @@ def job_cost(job: "Job", prices: "PriceCatalogue | None" = None) -> JobCost:
         if price is None:
             return JobCost(job.estimated_cost, estimate_basis, None,
                            f"no fine-tuning price in the catalogue for {job.base_model}")
+        if not trained and job.is_terminal:  # ended before any token was trained: the service bills none
+            return JobCost(job.estimated_cost, estimate_basis, 0.0,
+                           f"{job.status} before any token was trained: nothing billed (× ${price:g} per 1M trained)")
         if not trained:
             return JobCost(job.estimated_cost, estimate_basis, None,
                            f"billed once the service reports trained tokens (× ${price:g} per 1M)")
