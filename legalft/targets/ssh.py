@@ -42,7 +42,9 @@ PASSED_SETTINGS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLIN
 PASSED_SECRETS = ("HF_TOKEN",)
 SSH_CONFIG_ENV = "LEGALFT_SSH_CONFIG"
 #: What of this checkout the GPU host needs to train (and to bootstrap its environment).
-CODE_PATHS = ("legalft", "recipes", "pyproject.toml", "requirements.lock", "scripts/remote_setup.sh")
+CODE_PATHS = ("legalft", "recipes", "pyproject.toml", "requirements.lock", "scripts/remote_setup.sh",
+              # the corpus the built-in smoke model's tokenizer is trained on (a "builtin:smoke" run builds it there)
+              "data/legislation_qa_clean.jsonl")
 #: Unix socket paths are limited to ~104 bytes; a longer control path moves under /tmp.
 _MAX_SOCKET_DIR = 60
 
@@ -284,12 +286,14 @@ class SshTarget(Target):
         root = self.resolve_root(host)
         say("setting up")
         root_app = project_root()
-        host.run(f"mkdir -p {shlex.quote(root)}/app/scripts {shlex.quote(root)}/runs {shlex.quote(root)}/models",
-                 what="preparing the remote folder")
+        nested = sorted({str(Path(p).parent) for p in CODE_PATHS if "/" in p})
+        host.run(f"mkdir -p {' '.join(shlex.quote(f'{root}/app/{d}') for d in nested)} "
+                 f"{shlex.quote(root)}/runs {shlex.quote(root)}/models", what="preparing the remote folder")
         host.rsync([str(root_app / p) for p in CODE_PATHS if (root_app / p).exists() and "/" not in p],
                    f"{root}/app/", upload=True, delete=True, what="copying the code")
-        host.rsync([str(root_app / "scripts" / "remote_setup.sh")], f"{root}/app/scripts/", upload=True,
-                   what="copying the set-up script")
+        for folder in nested:  # single files under a folder (the set-up script, the bundled corpus)
+            host.rsync([str(root_app / p) for p in CODE_PATHS if str(Path(p).parent) == folder and (root_app / p).exists()],
+                       f"{root}/app/{folder}/", upload=True, what=f"copying {folder}/")
         python = self.python_path(root)
         if not self.remote_python:
             host.run(f"bash {shlex.quote(root)}/app/scripts/remote_setup.sh {shlex.quote(root)}", timeout=3600,
