@@ -11,12 +11,12 @@ import pytest
 from legalft.data.registry import register_dataset
 from legalft.jobs import list_jobs
 from tests.browser import chromium_page, streamlit_server
-from tests.conftest import REFERENCE_QA
+from tests.conftest import REFERENCE_QA, missing
 from tests.sshd import ALIAS, Sshd, sshd_path
 from tests.test_browser_monitor import wait_for_status
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
-              pytest.mark.skipif(not sshd_path(), reason="needs openssh-server (make test installs it)")]
+              missing(not sshd_path(), "needs openssh-server (make test installs it)")]
 
 
 def _fill(page, label: str, value: str) -> None:

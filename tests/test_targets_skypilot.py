@@ -5,6 +5,7 @@ boundary (tests/skypilot_standin.py), which hands out the test sshd as the clust
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -18,11 +19,11 @@ from legalft.targets.follow import read_sync
 from legalft.targets.skypilot import SkyPilotTarget, call_adapter, cluster_name, sky_python
 from legalft.train import load_recipe, refresh_job, start_training
 from legalft.train.smoke import build_smoke_model
-from tests.conftest import REFERENCE_QA, ROOT
+from tests.conftest import REFERENCE_QA, ROOT, missing
 from tests.sshd import Sshd, sshd_path
 
 SECRET = "hf_sky_secret_value_0a1b2c3d4e"
-needs_sky = pytest.mark.skipif(not sky_python().exists(), reason="SkyPilot is not installed: `make sky` "
+needs_sky = missing(not sky_python().exists(), "SkyPilot is not installed: `make sky` "
                                "(CI installs it)")
 INFO = {"root": "/home/ubuntu/legalft", "remote_run": "/home/ubuntu/legalft/runs/run-1",
         "python": "/home/ubuntu/legalft/venv/bin/python"}
@@ -81,7 +82,7 @@ def test_check_says_what_is_missing_and_which_credentials(monkeypatch, tmp_path)
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory):
-    if not sshd_path():
+    if not sshd_path() and not os.environ.get("CI"):
         pytest.skip("needs openssh-server (make test installs it with apt when root)")
     server = Sshd(tmp_path_factory.mktemp("sshd"))
     server.start()

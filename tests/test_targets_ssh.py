@@ -20,10 +20,10 @@ from legalft.targets import parse_target
 from legalft.targets.follow import read_sync, run_cost
 from legalft.train import cancel_job, load_recipe, read_metrics, refresh_job, resume_job, start_training
 from legalft.train.smoke import build_smoke_model
-from tests.conftest import REFERENCE_QA, ROOT
+from tests.conftest import REFERENCE_QA, ROOT, missing
 from tests.sshd import ALIAS, Sshd, sshd_path
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sshd_path(), reason="needs openssh-server (make test "
+pytestmark = [pytest.mark.slow, missing(not sshd_path(), "needs openssh-server (make test "
                                                    "installs it with apt when root)")]
 
 SECRET = "hf_test_secret_value_9f8e7d6c5b4a"
