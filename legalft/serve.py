@@ -333,6 +333,9 @@ def check_health(endpoint: Endpoint, timeout: float = 2.0) -> HealthReport:
         if _process(details) is None:
             if endpoint.status == "stopped":
                 return HealthReport(False, "stopped", "the server was stopped")
+            ended = _remote_end(details)
+            if ended is not None:
+                return ended
             tail = log_tail(details.get("log"), 8)
             return HealthReport(False, "failed", "the server process has exited"
                                 + (f"; the end of its log ({details.get('log')}):\n{tail}" if tail else ""))
@@ -358,6 +361,25 @@ def check_health(endpoint: Endpoint, timeout: float = 2.0) -> HealthReport:
                         f"HTTP {code}: {body[:200]}", http_status=code)
 
 
+def _remote_end(details: dict[str, Any]) -> HealthReport | None:
+    """For a server on a remote host (``after: serve``) whose tunnel has ended: how the server ended,
+    from the state its host printed last into the tunnel's log; None for a server on this machine."""
+    remote = details.get("remote")
+    if not remote:
+        return None
+    for line in reversed(log_tail(details.get("log"), 40).splitlines()):
+        try:
+            state = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(state, dict) and state.get("state") == "stopped":
+            return HealthReport(False, "stopped", f"the server on {remote.get('host')} stopped: {state.get('reason')}")
+        if isinstance(state, dict) and state.get("state") == "failed":
+            return HealthReport(False, "failed", f"the server on {remote.get('host')} failed: {state.get('reason')}")
+    return HealthReport(False, "failed", f"the SSH tunnel to {remote.get('host')} has ended (the link broke?); "
+                        f"the server there stops by itself after {remote.get('idle_minutes')} idle minutes")
+
+
 def _siblings(endpoint: Endpoint) -> list[Endpoint]:
     """Endpoints served by the same process (vLLM serving an adapter and its base)."""
     pid = endpoint.details.get("pid")
@@ -376,7 +398,8 @@ def refresh_status(endpoint: Endpoint, timeout: float = 1.0) -> tuple[Endpoint, 
     """Check a local or vLLM endpoint and record its status when it changed; returns both."""
     report = check_health(endpoint, timeout=timeout)
     if endpoint.kind in SERVER_KINDS and report.status != endpoint.status:
-        extra = {"error": report.detail} if report.status == "failed" else {}
+        extra = {"error": report.detail} if report.status == "failed" else \
+            {"stopped_reason": report.detail} if report.status == "stopped" else {}
         endpoint = _record(endpoint, report.status, checked_at=report.checked_at, **extra)
     return endpoint, report
 
@@ -407,9 +430,14 @@ def list_servers(refresh: bool = True) -> list[Endpoint]:
     out = []
     for endpoint in servers:
         if endpoint.details.get("pid") and endpoint.status in ("starting", "active") and _process(endpoint.details) is None:
-            tail = log_tail(endpoint.details.get("log"), 8)
-            endpoint = _record(endpoint, "failed", error="the server process has exited"
-                               + (f"; the end of its log:\n{tail}" if tail else ""))
+            ended = _remote_end(endpoint.details)
+            if ended is not None:
+                endpoint = _record(endpoint, ended.status, **({"stopped_reason": ended.detail} if ended.status ==
+                                                              "stopped" else {"error": ended.detail}))
+            else:
+                tail = log_tail(endpoint.details.get("log"), 8)
+                endpoint = _record(endpoint, "failed", error="the server process has exited"
+                                   + (f"; the end of its log:\n{tail}" if tail else ""))
         out.append(endpoint)
     return out
 
@@ -502,7 +530,12 @@ def stop_server(endpoint: Endpoint | int | str, timeout: float = 15.0) -> Endpoi
     endpoint = resolve_endpoint(endpoint)
     if endpoint.kind not in SERVER_KINDS or not endpoint.details.get("pid"):
         raise ServeError(f"endpoint {endpoint.id} ({endpoint.name}) was not started by legalft; stop it where it runs")
-    procs.stop(_process_record(endpoint.details), grace_seconds=timeout)
+    if endpoint.details.get("remote"):  # served on the GPU host: stop it there, then the tunnel
+        from legalft.targets.ssh import stop_remote_server
+
+        stop_remote_server(endpoint.details, grace_seconds=timeout)
+    else:
+        procs.stop(_process_record(endpoint.details), grace_seconds=timeout)
     stopped_at = utc_now()
     updated = [_record(e, "stopped", stopped_at=stopped_at) for e in _siblings(endpoint)]
     return next(e for e in updated if e.id == endpoint.id)

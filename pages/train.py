@@ -116,6 +116,15 @@ def _override_reason(kind: str, estimate: float | None, key: str) -> str | None:
 SKYPILOT_REGIONS = ("nebius/eu-north1", "nebius/eu-west1", "nebius/us-central1")
 
 
+def _serve_idle_minutes(after: str, key: str) -> float:
+    """``Serve there``: how long the server waits for a request before it stops (and the GPU is released)."""
+    if after != "serve":
+        return 30
+    st.caption("The model is served on the GPU, reached from here through an SSH tunnel; the Chat page and the "
+               "legal API list it. Nobody else can reach it.")
+    return float(st.number_input("Stop serving after idle minutes", 1, 480, 30, key=key))
+
+
 def _where_to_train():
     """The Cloud path's target: this machine, the user's GPU VM over SSH, or a SkyPilot cluster.
     Returns (target or None for this machine, the last check of it or None)."""
@@ -137,11 +146,15 @@ def _where_to_train():
                                    0.0, key="train_ssh_rate")
             st.caption("legalft uses your own `ssh` and `rsync` (your ssh_config, agent and ProxyJump apply). It never "
                        "stops your VM: it keeps billing after the run until you stop it.")
+            ssh_after = {"Bring the adapter back": "release", "Merge there first": "merge", "Serve there": "serve"}
+            then = st.selectbox("When training ends", list(ssh_after), key="train_ssh_after")
+            serve_idle = _serve_idle_minutes(ssh_after[then], "train_ssh_serve_idle")
             if not host.strip():
                 st.info("Name the host to check it and launch there.")
                 st.stop()
             target = parse_target(f"ssh:{host.strip()}", remote_root=root.strip() or "~/legalft",
-                                  remote_python=python.strip() or None, hourly_rate=rate or None)
+                                  remote_python=python.strip() or None, hourly_rate=rate or None,
+                                  after=ssh_after[then], serve_idle_minutes=serve_idle)
         else:
             k1, k2, k3, k4 = st.columns(4)
             infra = k1.selectbox("Region", SKYPILOT_REGIONS, key="train_sky_infra")
@@ -151,11 +164,12 @@ def _where_to_train():
             j1, j2 = st.columns(2)
             spot = j1.checkbox("Spot instance (cheaper, can be preempted)", key="train_sky_spot")
             then = j2.selectbox("When training ends", list(after), key="train_sky_after")
+            serve_idle = _serve_idle_minutes(after[then], "train_sky_serve_idle")
             st.caption("SkyPilot provisions the GPU and legalft releases it when the work is done (autostop is the "
                        "safety net). SkyPilot signs in to Nebius with a service-account file (~/.nebius/credentials"
                        ".json), not with NEBIUS_API_KEY, which is Token Factory's key.")
             target = parse_target(f"skypilot:{infra}", accelerators=f"{gpu}:{count}", use_spot=spot,
-                                  idle_minutes=int(idle), after=after[then])
+                                  idle_minutes=int(idle), after=after[then], serve_idle_minutes=serve_idle)
     except LegalftError as exc:
         st.error(render_error(exc))
         st.stop()

@@ -70,7 +70,7 @@ def test_sign_in_with_roles_and_the_allow_list(tmp_path, legalft_home, oidc_prov
             assert page.locator('[data-testid="stSidebarNav"]').count() == 0
 
             _sign_in(page, server.url, "vera@firm.co.uk")
-            assert _nav(page) == {"Home", "Monitor", "Costs", "Chat", "Activity"}
+            assert _nav(page) == {"Home", "Monitor", "Evaluate", "Costs", "Chat", "Activity"}
             page.goto(f"{server.url}/activity")
             page.get_by_text("vera@firm.co.uk, viewer").wait_for()
             assert page.get_by_text("Set a budget").count() == 0  # admin forms are not offered
@@ -83,7 +83,7 @@ def test_sign_in_with_roles_and_the_allow_list(tmp_path, legalft_home, oidc_prov
             _sign_out(page, server.url)
 
             _sign_in(page, server.url, "tom@firm.co.uk")  # by the domain's entry
-            assert _nav(page) == {"Home", "Dataset", "Train", "Monitor", "Costs", "Chat", "Activity"}
+            assert _nav(page) == {"Home", "Dataset", "Train", "Monitor", "Evaluate", "Costs", "Chat", "Activity"}
             _sign_out(page, server.url)
 
             _sign_in(page, server.url, "ada@firm.co.uk")

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from legalft import monitor
@@ -138,7 +139,8 @@ def test_a_run_over_ssh_survives_the_host_vanishing_and_matches_a_local_run(remo
 
 def test_kill_9_there_is_a_failed_run_here_and_resume_continues(remote, smoke_dir, train_file):
     target, root = remote
-    job = start_training(_config(smoke_dir, 30), train_file, target=target, check=False)
+    steps = 200  # long enough that the trainer still runs when the kill comes, on a fast machine too
+    job = start_training(_config(smoke_dir, steps), train_file, target=target, check=False)
     run_dir = Path(job.run_dir)
     _wait(job.id, lambda j: (j.progress.get("last_checkpoint_step") or 0) >= 5, timeout=240)
     os.killpg(_remote_pid(root, job.id), signal.SIGKILL)
@@ -149,7 +151,7 @@ def test_kill_9_there_is_a_failed_run_here_and_resume_continues(remote, smoke_di
     assert resumed.status == "queued"
     done = _wait(job.id, lambda j: j.is_terminal, timeout=300)
     assert done.status == "succeeded", done.error
-    assert [r["step"] for r in read_metrics(run_dir) if r["kind"] == "train"] == list(range(1, 31))
+    assert [r["step"] for r in read_metrics(run_dir) if r["kind"] == "train"] == list(range(1, steps + 1))
     attempts = json.loads((root / "runs" / job.id / "run.json").read_text())["attempts"]
     assert len(attempts) == 2 and attempts[1]["resumed_from_step"] >= 5
 
@@ -216,3 +218,40 @@ def test_merge_on_the_gpu_host_brings_the_merged_model_back(sshd, smoke_dir, tra
     assert json.loads((run_dir / "merge.json").read_text())["parity"]["match"] is True
     assert done.output.get("merged") and done.output.get("parity_ok") is True
     assert read_sync(run_dir)["phases"]["merge"] > 0
+
+
+def test_serve_there_chat_through_the_tunnel_and_the_server_stops_when_idle(remote, smoke_dir, train_file, legalft_home,
+                                                                              monkeypatch):
+    """``after: serve``: the model is served on the host (127.0.0.1 there), reached through an SSH
+    tunnel registered as an endpoint; a chat answers; with nobody asking, the server stops by itself
+    and the endpoint says so; the secret lands on neither side's disk."""
+    from legalft import chat, serve
+
+    _, root = remote
+    target = parse_target(f"ssh:{ALIAS}", remote_root=str(root), remote_python=sys.executable, after="serve",
+                          serve_idle_minutes=0.3)
+    job = start_training(_config(smoke_dir, 4), train_file, target=target, check=False)
+    done = _wait(job.id, lambda j: j.is_terminal, timeout=400)
+    assert done.status == "succeeded", done.error
+    # The follower serves after the pull (the job reads succeeded as soon as training did).
+    note = poll_until(lambda: read_sync(Path(done.run_dir)).get("after"), bool, interval=0.5, timeout=300)
+    assert "through an SSH tunnel" in note and "keeps billing" in note, note
+    [endpoint] = [e for e in serve.list_servers() if e.job_id == job.id]
+    assert endpoint.status == "active" and endpoint.base_url.startswith("http://127.0.0.1:")
+    assert endpoint.details["remote"]["host"] == ALIAS
+    answer = chat.chat(endpoint, chat.build_messages("What does section 1 of the Theft Act 1968 say?"), max_tokens=8)
+    assert answer.text.strip()
+    # Nobody asks again: after 0.3 idle minutes the server there stops, the tunnel ends with it.
+    remote_run = root / "runs" / job.id
+    stopped = poll_until(lambda: serve.list_servers(), lambda es: all(e.status == "stopped" for e in es
+                                                                     if e.job_id == job.id),
+                         interval=1.0, timeout=120)
+    [endpoint] = [e for e in stopped if e.job_id == job.id]
+    assert endpoint.status == "stopped", endpoint.details
+    assert "nobody used it for 0.3 minutes" in endpoint.details["stopped_reason"]
+    state = json.loads((remote_run / "serve.json").read_text())
+    assert state["state"] == "stopped" and not psutil.pid_exists(state["server_pid"])
+    for folder in (root, legalft_home):
+        for path in folder.rglob("*"):
+            if path.is_file() and path.stat().st_size < 50_000_000:
+                assert SECRET.encode() not in path.read_bytes(), path

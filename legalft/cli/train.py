@@ -204,6 +204,8 @@ def add_target_arguments(parser, with_target: bool = True) -> None:
     group.add_argument("--idle-minutes", type=int, help="skypilot: autostop after this many idle minutes")
     group.add_argument("--after", choices=("release", "merge", "serve"), default="release",
                        help="once training ends: release the GPU (default), merge on it first, or serve there")
+    group.add_argument("--serve-idle-minutes", type=float,
+                       help="--after serve: stop the server after this many minutes without a request (default 30)")
     group.add_argument("--hourly-rate", type=float, help="what the GPU costs per hour, for the run's cost")
 
 
@@ -212,14 +214,16 @@ def target_from_args(args):
 
     options = {"remote_root": args.remote_root, "remote_python": args.remote_python,
                "accelerators": args.accelerators, "idle_minutes": args.idle_minutes, "after": args.after,
-               "hourly_rate": args.hourly_rate}
+               "hourly_rate": args.hourly_rate, "serve_idle_minutes": args.serve_idle_minutes}
     if args.spot:
         options["use_spot"] = True
     kind = (args.target or "local").split(":", 1)[0]
-    allowed = {"ssh": ("remote_root", "remote_python", "after", "hourly_rate"),
-               "skypilot": ("accelerators", "idle_minutes", "after", "use_spot", "hourly_rate"),
+    allowed = {"ssh": ("remote_root", "remote_python", "after", "hourly_rate", "serve_idle_minutes"),
+               "skypilot": ("accelerators", "idle_minutes", "after", "use_spot", "hourly_rate", "serve_idle_minutes"),
                "local": ("after",)}.get(kind, ())
     given = {k for k, v in options.items() if v is not None and k != "after"}
+    if options["serve_idle_minutes"] is not None and args.after != "serve":
+        raise UsageError("--serve-idle-minutes applies to --after serve only")
     stray = sorted(given - set(allowed))
     if stray:
         flags = ", ".join("--" + k.replace("_", "-").replace("use-", "") for k in stray)

@@ -40,6 +40,8 @@ class Target:
     kind: str = "local"
     after: str = "release"
     """After training: ``release`` the GPU, ``merge`` on it first, or ``serve`` the model there."""
+    serve_idle_minutes: float = 30
+    """``after: serve``: minutes without a request before the server there stops (and the GPU is released)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

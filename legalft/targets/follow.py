@@ -48,6 +48,8 @@ FOLLOW_LOG_FILE = "follow.log"
 SYNC_SECONDS = 2.0
 #: The phase shown while a finished run's results are copied back (the run counts as ended after).
 FINISHING = "fetching results"
+#: The phase shown while the user's choice for after training is applied.
+AFTER_PHASES = {"release": "releasing the GPU", "merge": "releasing the GPU", "serve": "starting the model server there"}
 MAX_BACKOFF_SECONDS = 10.0
 _ACTIVE = ("validating_files", "queued", "running")
 
@@ -232,10 +234,19 @@ class Follower:
             self.target.pull(info, self.run_dir, succeeded=succeeded)
         except LegalftError as exc:
             self.state["error"] = f"could not fetch the results: {exc}"
-        if read_status(self.run_dir).get("phase") == FINISHING:  # the pull did not bring the final status
-            write_json_atomic(self.run_dir / STATUS_FILE, status)
+        final = read_status(self.run_dir)
+        if final.get("phase") == FINISHING:  # the pull did not bring the final status
+            final = status
         phases["pull"] = phases.get("pull", 0) + time.monotonic() - started
-        note = self.target.after_training(info, self.job_id, self.run_dir, status)
+        # Still not ended while the GPU is released (or the server there starts): then it is.
+        write_json_atomic(self.run_dir / STATUS_FILE, {**final, "state": "running", "phase": AFTER_PHASES.get(
+            self.target.after if succeeded else "release", FINISHING)})
+        started = time.monotonic()
+        try:
+            note = self.target.after_training(info, self.job_id, self.run_dir, status)
+        finally:
+            write_json_atomic(self.run_dir / STATUS_FILE, final)
+        phases["after"] = phases.get("after", 0) + time.monotonic() - started
         self.state.update(after=note, finished_at=utc_now())
         self.save()
         self.index()

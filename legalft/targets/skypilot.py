@@ -243,11 +243,26 @@ class SkyPilotTarget(Target):
     def merge_there(self, info: dict[str, Any], job_id: str) -> dict[str, Any]:
         return self.ssh(info).merge_there(info, job_id)
 
+    def serve_task(self, job_id: str, info: dict[str, Any], command: str) -> dict[str, Any]:
+        """The job that serves: it lasts as long as the server, so autostop (``wait_for: jobs``) releases
+        the cluster once the server has stopped for want of requests."""
+        return {"name": f"{cluster_name(job_id)}-serve", "run": f"cd {shlex.quote(info['remote_run'])} && {command}"}
+
     def after_training(self, info: dict[str, Any], job_id: str, run_dir: Path, status: dict[str, Any]) -> str:
         notes = []
-        if self.after == "serve":
-            notes.append("serving on the cluster is not offered yet: it was released; serve the adapter from the "
-                         "Monitor page (here, or on a GPU with `make serve-gpu`)")
+        if self.after == "serve" and status.get("state") == "succeeded":
+            def start(info_: dict[str, Any], command: str) -> None:
+                answer = call_adapter({"op": "exec", "cluster": info["cluster"],
+                                       "task": self.serve_task(job_id, info, command)})
+                info["serve_job_id"] = answer.get("job_id")
+
+            target = self.ssh(info)
+            target.serve_idle_minutes = self.serve_idle_minutes
+            serving, note = target.serve_note(info, job_id, start=start)
+            if serving:  # SkyPilot releases the cluster after the server stops
+                return (f"{note}; cluster {info['cluster']} is released by SkyPilot {self.idle_minutes} minutes "
+                        "after the server stops")
+            notes.append(note)
         try:
             cost = call_adapter({"op": "cost_report", "cluster": info["cluster"]}, timeout=300).get("cost")
             if cost is not None:

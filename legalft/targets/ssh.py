@@ -28,11 +28,18 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from legalft.errors import ServiceError, Unreachable, UsageError
+from legalft import procs
+from legalft.errors import LegalftError, ServiceError, Unreachable, UsageError
 from legalft.home import home_dir, project_root
+from legalft.jobs import utc_now
+from legalft.polling import poll_until
+from legalft.targets import serve_host
 from legalft.targets.base import Target, TargetCheck
+
+if TYPE_CHECKING:
+    from legalft.endpoints import Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +52,9 @@ SSH_CONFIG_ENV = "LEGALFT_SSH_CONFIG"
 CODE_PATHS = ("legalft", "recipes", "pyproject.toml", "requirements.lock", "scripts/remote_setup.sh",
               # the corpus the built-in smoke model's tokenizer is trained on (a "builtin:smoke" run builds it there)
               "data/legislation_qa_clean.jsonl")
-#: Unix socket paths are limited to ~104 bytes; a longer control path moves under /tmp.
-_MAX_SOCKET_DIR = 60
+#: A Unix socket path holds at most 103 bytes (macOS; 107 on Linux). ssh's control socket is
+#: ``DIR/%C`` (40 hex digits) plus, while it is made, a 17-character temporary suffix: DIR gets 45.
+_MAX_SOCKET_DIR = 103 - 1 - 40 - 17
 
 
 class SshHost:
@@ -76,6 +84,19 @@ class SshHost:
         options += ["-o", "BatchMode=yes", "-o", "ControlMaster=auto",
                     "-o", f"ControlPath={self._control_dir()}/%C", "-o", "ControlPersist=300",
                     "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2"]
+        if self.port:
+            options += ["-p", self.port]
+        return options
+
+    def tunnel_options(self) -> list[str]:
+        """Options for a long-lived tunnel: its own connection (its process is the tunnel: stopping it
+        closes the tunnel), failing at once when the local port cannot be forwarded."""
+        options = []
+        if self.ssh_config:
+            options += ["-F", self.ssh_config]
+        options += ["-o", "BatchMode=yes", "-o", "ControlMaster=no", "-o", "ControlPath=none",
+                    "-o", "ExitOnForwardFailure=yes", "-o", "ConnectTimeout=10",
+                    "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]
         if self.port:
             options += ["-p", self.port]
         return options
@@ -400,9 +421,98 @@ class SshTarget(Target):
         return json.loads(output.strip().splitlines()[-1])
 
     def after_training(self, info: dict[str, Any], job_id: str, run_dir: Path, status: dict[str, Any]) -> str:
-        """Nothing to release: the VM is the owner's, and it is said plainly."""
+        """Nothing to release: the VM is the owner's, and it is said plainly; ``after: serve`` serves it there."""
         note = f"{self.host} is your own VM: legalft did not stop it, and it keeps billing until you stop it"
-        if self.after == "serve":
-            note += ("; serving on the host is not offered yet: serve the pulled adapter from the Monitor page, or "
-                     "run `make serve-gpu` there")
+        if self.after == "serve" and status.get("state") == "succeeded":
+            note = f"{self.serve_note(info, job_id)[1]}; {note}"
         return note
+
+    # --- after: serve ------------------------------------------------------------------------------
+
+    def serve_note(self, info: dict[str, Any], job_id: str,
+                   start: Callable[[dict[str, Any], str], None] | None = None) -> tuple[bool, str]:
+        """Serve the run there: whether it serves, and a sentence saying where or why not (a failed serve
+        does not fail the run)."""
+        try:
+            endpoint = self.serve_there(info, job_id, start=start)
+        except LegalftError as exc:
+            return False, f"serving on {self.host} failed: {exc}; serve the pulled adapter from the Chat page"
+        return True, (f"serving as endpoint {endpoint.id} ({endpoint.name}) through an SSH tunnel at {endpoint.base_url}; "
+                f"the server stops after {self.serve_idle_minutes:g} idle minutes")
+
+    def start_serving(self, info: dict[str, Any], command: str) -> None:
+        """Run the host-side server (``serve_host``) detached from this connection."""
+        # setsid -f: the server leaves this SSH session at once (nothing of it holds the channel open).
+        self.connection().run(f"cd {shlex.quote(info['remote_run'])} || exit 1; setsid -f nohup env {command} > "
+                              f"{serve_host.SERVE_LOG} 2>&1 < /dev/null; echo started", what="starting the model server")
+
+    def serve_there(self, info: dict[str, Any], job_id: str, *, timeout: float = 1800.0,
+                    start: Callable[[dict[str, Any], str], None] | None = None) -> "Endpoint":
+        """Start the model server on the host (127.0.0.1 there), open a tunnel to it from here, and record
+        it as an endpoint for the Chat page and the legal API. The tunnel's remote side waits for the
+        server: when the server stops (idle), the tunnel ends and the endpoint reads ``stopped``."""
+        from legalft import serve
+        from legalft.endpoints import save_endpoint
+        from legalft.home import subdir
+        from legalft.jobs import get_job
+
+        host, remote_run = self.connection(), info["remote_run"]
+        host.run(f"rm -f {shlex.quote(remote_run)}/{serve_host.SERVE_FILE}", what="preparing to serve")
+        (start or self.start_serving)(info, f"{remote_env(info['root'])} {shlex.quote(info['python'])} -m "
+                                 f"legalft.targets.serve_host {shlex.quote(remote_run)} "
+                                 f"--idle-minutes {float(self.serve_idle_minutes):g}")
+
+        def read() -> dict[str, Any]:
+            text = host.run(f"cat {shlex.quote(remote_run)}/{serve_host.SERVE_FILE} 2>/dev/null || echo '{{}}'",
+                            what="reading the model server's state")
+            try:
+                return json.loads(text.strip() or "{}")
+            except ValueError:
+                return {}
+
+        state = poll_until(read, lambda s: s.get("state") in ("active", "failed", "stopped"), interval=2.0,
+                           timeout=timeout, what=f"starting the model server on {self.host}")
+        if state.get("state") != "active":
+            raise ServiceError(state.get("reason") or f"the model server on {self.host} did not start")
+        local_port = serve.free_port()
+        wait_remote = (f"while kill -0 {int(state['pid'])} 2>/dev/null; do sleep 5; done; "
+                       f"tr -d '\\n' < {shlex.quote(remote_run)}/{serve_host.SERVE_FILE}; echo")  # one line of JSON
+        argv = ["ssh", *host.tunnel_options(), "-L", f"127.0.0.1:{local_port}:127.0.0.1:{int(state['port'])}",
+                host.destination, wait_remote]
+        log_path = subdir("servers") / f"tunnel-{local_port}.log"
+        process = procs.spawn_detached(argv, log_path=log_path, banner=f"\n=== {utc_now()} tunnel to {self.host}\n")
+        job = get_job(job_id)
+        label = (job.name if job and job.name else job_id)
+        base_url = f"http://127.0.0.1:{local_port}/v1"
+        details = {"pid": process.pid, "process": process.to_dict(), "port": local_port, "host": "127.0.0.1",
+                   "log": str(log_path), "server": f"{state.get('server')} on {self.host}", "started_at": utc_now(),
+                   "remote": {"target": f"{self.kind}:{self.host}", "host": self.host, "ssh_config": self.ssh_config,
+                              "remote_run": remote_run, "pid": state["pid"], "port": state["port"],
+                              "idle_minutes": self.serve_idle_minutes}}
+        kind, models = state["kind"], state.get("models") or {}
+        endpoint = save_endpoint(kind=kind, name=f"{label} on {self.host}", base_url=base_url, model=models["model"],
+                                 status="starting", job_id=job_id, details=details)
+        if "base" in models:
+            save_endpoint(kind=kind, name=f"{label} on {self.host} base", base_url=base_url, model=models["base"],
+                          status="starting", details={**details, "role": "base", "adapter_endpoint_id": endpoint.id})
+        endpoint, report = serve.wait_until_ready(endpoint, timeout=120)
+        if not report.ok:
+            stop_remote_server(endpoint.details)
+            raise ServiceError(f"the tunnel to the model server on {self.host} did not answer: {report.detail}")
+        return endpoint
+
+
+def stop_remote_server(details: dict[str, Any], grace_seconds: float = 15.0) -> None:
+    """Stop a model server ``serve_there`` started (the host-side process, then the tunnel). Idempotent:
+    a host that cannot be reached leaves the server to its idle timeout, which is said in the log."""
+    remote = details.get("remote") or {}
+    if remote.get("host"):
+        host = SshHost(remote["host"], remote.get("ssh_config"))
+        try:
+            host.run(f"kill -TERM {int(remote['pid'])} 2>/dev/null; true", what="stopping the model server")
+        except LegalftError as exc:
+            log.warning("could not stop the model server on %s (%s); it stops itself after %s idle minutes",
+                        remote["host"], exc, remote.get("idle_minutes"))
+    record = details.get("process") or {"pid": details.get("pid")}
+    if record.get("pid"):
+        procs.stop(record, grace_seconds=grace_seconds)
