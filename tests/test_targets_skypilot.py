@@ -62,6 +62,8 @@ def test_bad_settings_are_refused_before_anything_runs():
 def test_the_real_skypilot_validates_the_tasks_and_catches_schema_errors():
     target = SkyPilotTarget(infra="nebius/eu-north1", accelerators="H200:8", use_spot=True, idle_minutes=30)
     assert call_adapter({"op": "validate", "tasks": _tasks(target)}, timeout=300)["ok"]
+    serving = target.serve_task("run-1", INFO, "python -m legalft.targets.serve_host . --idle-minutes 30")
+    assert call_adapter({"op": "validate", "tasks": [serving]}, timeout=300)["ok"]
     broken = _tasks(target)[0]
     broken["resources"]["autostop"]["wait_for"] = "ssh-sessions"
     with pytest.raises(ServiceError, match="wait_for"):
@@ -153,3 +155,34 @@ def test_a_launch_that_fails_before_training_tears_the_cluster_down(standin, tmp
     assert ops[-1] == "down", ops
     state = json.loads((standin / "state.json").read_text())
     assert state["clusters"][cluster_name(job.id)]["status"] == "TERMINATED"
+
+
+@pytest.mark.slow
+def test_serve_there_runs_as_a_job_so_autostop_releases_the_cluster_after_it(standin, tmp_path, legalft_home):
+    """``after: serve``: the server is the cluster's second job (autostop ``wait_for: jobs`` keeps the
+    cluster while it serves and releases it after); it is reached through a tunnel, answers, and
+    stops by itself when nobody asks; the product does not down a cluster that serves."""
+    from legalft import chat, serve
+
+    smoke = build_smoke_model(tmp_path / "smoke")
+    config = load_recipe("smoke").with_overrides({"base_model": str(smoke), "sft.max_steps": 4,
+                                                  "sft.max_length": 64})
+    target = SkyPilotTarget(infra="nebius/eu-north1", accelerators="H100:1", remote_root=str(tmp_path / "cluster"),
+                            remote_python=sys.executable, hourly_rate=2.95, after="serve", serve_idle_minutes=0.3)
+    job = start_training(config, _train_file(tmp_path), target=target, check=False)
+    done = poll_until(lambda: refresh_job(job.id), lambda j: j.is_terminal, interval=0.5, timeout=400)
+    assert done.status == "succeeded", done.error
+    note = read_sync(Path(done.run_dir))["after"]
+    assert "through an SSH tunnel" in note and "released by SkyPilot 10 minutes after the server stops" in note, note
+    requests = _requests(standin)
+    assert [r["op"] for r in requests] == ["launch", "exec", "exec"]  # no down while it serves
+    assert "legalft.targets.serve_host" in requests[-1]["request"]["task"]["run"]
+    [endpoint] = [e for e in serve.list_servers() if e.job_id == job.id]
+    assert endpoint.status == "active"
+    assert chat.chat(endpoint, chat.build_messages("What is theft?"), max_tokens=6).text.strip()
+    ended = poll_until(lambda: [e for e in serve.list_servers() if e.job_id == job.id],
+                       lambda es: es[0].status != "active", interval=1.0, timeout=120)
+    assert ended[0].status == "stopped" and "nobody used it" in ended[0].details["stopped_reason"]
+    # The serve job ended, so SkyPilot's autostop (wait_for: jobs) releases the cluster: no job keeps it.
+    state = json.loads((standin / "state.json").read_text())
+    assert state["clusters"][cluster_name(job.id)]["task"]["resources"]["autostop"]["wait_for"] == "jobs"

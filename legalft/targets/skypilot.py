@@ -177,9 +177,12 @@ class SkyPilotTarget(Target):
                 "(not NEBIUS_API_KEY, which is Token Factory's key). Create one with `nebius iam auth-public-key "
                 "generate ... --output ~/.nebius/credentials.json`, then check with `.venv-sky/bin/sky check nebius`")
         try:
-            call_adapter({"op": "validate", "tasks": [self.provision_task("check"), self.train_task(
-                "check", {"root": "/root/legalft", "remote_run": "/root/legalft/runs/check",
-                          "python": "/root/legalft/venv/bin/python"})]}, timeout=300)
+            sample = {"root": "/root/legalft", "remote_run": "/root/legalft/runs/check",
+                      "python": "/root/legalft/venv/bin/python"}
+            tasks = [self.provision_task("check"), self.train_task("check", sample)]
+            if self.after == "serve":
+                tasks.append(self.serve_task("check", sample, "python -m legalft.targets.serve_host ."))
+            call_adapter({"op": "validate", "tasks": tasks}, timeout=300)
         except ServiceError as exc:
             check.problems.append(str(exc))
         if self.use_spot:
