@@ -28,6 +28,14 @@ def issues_table(at: AppTest):
     return table.reset_index()
 
 
+def open_tab(at: AppTest, label: str) -> AppTest:
+    """Select a tab as a click does: only the open tab's content runs."""
+    at.session_state["dataset_tab"] = label
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
 def metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
@@ -42,9 +50,12 @@ def test_home_shows_workflow_and_state():
 def test_dataset_page_opens_with_reference_set_and_registers_it():
     at = open_page("pages/dataset.py")
     values = metrics(at)
-    assert (values["Records read"], values["Kept"], values["Repaired"], values["Dropped"]) == ("148", "148", "1", "0")
+    assert (values["Records read"], values["Kept"], values["Repaired"], values["Dropped"]) == ("148", "148", "0", "0")
     issues = issues_table(at)
-    assert list(issues["line"]) == [1] and list(issues["kind"]) == ["promoted_invalid_role_to_user_content"]
+    # Line 1's question, moved out of the role field, is a fragment: flagged as doubtful, not shown as repaired.
+    assert list(issues["line"]) == [1, 1]
+    assert list(issues["kind"]) == ["doubtful_repair", "promoted_invalid_role_to_user_content"]
+    assert any("look doubtful (line 1)" in w.value for w in at.warning)
     at.button(key="dataset_use").click().run()
     assert not at.exception
     assert [d.kept_records for d in list_datasets()] == [148]
@@ -57,6 +68,7 @@ def test_dataset_page_opens_with_reference_set_and_registers_it():
 
 def test_split_grouped_by_act_from_the_page():
     at = open_page("pages/dataset.py")
+    open_tab(at, "Split & export")
     at.button(key="dataset_split_go").click().run()
     assert not at.exception, at.exception
     split = at.session_state["dataset_split"]
@@ -76,7 +88,8 @@ def test_upload_with_malformed_line_shows_counts_and_line_number():
     at.file_uploader(key="dataset_upload").upload("mixed.jsonl", content, "application/jsonl").run()
     assert not at.exception, at.exception
     values = metrics(at)
-    assert (values["Records read"], values["Kept"], values["Repaired"], values["Dropped"]) == ("3", "2", "1", "1")
+    assert (values["Records read"], values["Kept"], values["Repaired"], values["Dropped"]) == ("3", "2", "0", "1")
+    assert values["Converted"] == "1"  # prompt/completion → messages is a conversion, not a repair
     issues = issues_table(at)
     row = issues[issues["kind"] == "invalid_json"].iloc[0]
     assert row["line"] == 2 and row["message"].startswith("line 2:")

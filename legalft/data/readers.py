@@ -112,7 +112,10 @@ def _what_binary(path: Path, head: bytes) -> str | None:
     sample = head[:4096]
     if len(sample) >= 8:
         even, odd = sample[0::2], sample[1::2]
-        if (even.count(0) > 0.4 * len(even)) != (odd.count(0) > 0.4 * len(odd)):
+        text_half = odd if even.count(0) > odd.count(0) else even
+        printable = sum(1 for b in text_half if b >= 0x20 or b in b"\t\n\r")
+        if ((even.count(0) > 0.4 * len(even)) != (odd.count(0) > 0.4 * len(odd))
+                and printable > 0.9 * len(text_half)):
             return (f"{path.name} is UTF-16 text without a byte-order mark: convert it to UTF-8 "
                     "(e.g. iconv -f UTF-16 -t UTF-8, or save as UTF-8)")
     controls = sum(head.count(bytes([b])) for b in _CONTROL)
