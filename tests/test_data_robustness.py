@@ -361,3 +361,10 @@ def test_files_are_readable_by_others_after_the_rename(tmp_path, capsys):
     source.write_bytes(VALID_LINES)
     validate(capsys, source, valid=VALID)
     assert os.stat(tmp_path / "result.clean.jsonl").st_mode & 0o044 == 0o044
+
+
+def test_truncated_gzip_says_so(tmp_path, capsys):
+    packed = tmp_path / "cut.jsonl.gz"
+    packed.write_bytes(gzip.compress(VALID_LINES * 50)[:60])
+    run = validate(capsys, packed, expect=1)
+    assert "damaged or truncated gzip" in run.err

@@ -15,6 +15,7 @@ import gzip
 import io
 import json
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
@@ -201,6 +202,20 @@ def _looks_like_json_array(head: bytes) -> bool:
     return False
 
 
+class _Guarded:
+    """A byte stream whose decompression errors say what the file is."""
+
+    def __init__(self, stream: IO[bytes], path: Path):
+        self.stream, self.path = stream, path
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self.stream.read(size)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise DatasetReadError(f"{self.path.name} is a damaged or truncated gzip file ({exc}); "
+                                   "compress it again, or give the uncompressed file") from None
+
+
 def _open_binary(path: Path) -> tuple[IO[bytes], IO[bytes]]:
     """(the stream of the file's bytes, decompressed when gzip; the raw file, for progress)."""
     raw = open(path, "rb")
@@ -232,15 +247,23 @@ def iter_lines(path: str | Path, progress: Callable[[int, int], None] | None = N
     CR-only files are split on CR. A line longer than ``MAX_RECORD_BYTES`` comes as a ``TooLong``
     holding its first bytes, so memory stays bounded whatever the file holds.
     """
+    for first, lines in iter_line_blocks(path, progress):
+        yield from enumerate(lines, start=first)
+
+
+def iter_line_blocks(path: str | Path, progress: Callable[[int, int], None] | None = None
+                     ) -> Iterator[tuple[int, list[bytes]]]:
+    """The file's lines a block at a time: (number of the block's first line, its lines)."""
     path = Path(path)
     total = path.stat().st_size
-    fh, raw = _open_binary(path)
-    with raw, fh:
+    stream, raw = _open_binary(path)
+    fh = _Guarded(stream, path)
+    with raw, stream:
         block = fh.read(BLOCK_BYTES)
         if block.startswith(b"\xef\xbb\xbf"):
             block = block[3:]
         sep = b"\r" if b"\n" not in block[:SNIFF_BYTES] and b"\r" in block[:SNIFF_BYTES] else b"\n"
-        number = 0
+        number = 1
         carry: list[bytes] = []
         carried = 0
         skipping: TooLong | None = None
@@ -252,8 +275,8 @@ def iter_lines(path: str | Path, progress: Callable[[int, int], None] | None = N
                     block = fh.read(BLOCK_BYTES)
                     continue
                 skipping.size += cut
+                yield number, [skipping]
                 number += 1
-                yield number, skipping
                 skipping = None
                 block = block[cut + 1:]
             parts = block.split(sep)
@@ -262,9 +285,9 @@ def iter_lines(path: str | Path, progress: Callable[[int, int], None] | None = N
                 parts[0] = b"".join(carry)
                 carry, carried = [], 0
             last = parts.pop()
-            for line in parts:
-                number += 1
-                yield number, line
+            if parts:
+                yield number, parts
+                number += len(parts)
             carry.append(last)
             carried += len(last)
             if carried > MAX_RECORD_BYTES:
@@ -276,11 +299,9 @@ def iter_lines(path: str | Path, progress: Callable[[int, int], None] | None = N
                 progress(min(raw.tell(), total), total)
             block = fh.read(BLOCK_BYTES)
         if skipping is not None:
-            number += 1
-            yield number, skipping
+            yield number, [skipping]
         elif carried:
-            number += 1
-            yield number, b"".join(carry)
+            yield number, [b"".join(carry)]
     if progress is not None:
         progress(total, total)
 
@@ -344,7 +365,7 @@ def _iter_jsonl(path: Path, progress) -> Iterator[RawRecord]:
 def _iter_json_array(path: Path, progress) -> Iterator[RawRecord]:
     fh, raw = _open_binary(path)
     with raw, fh:
-        data = fh.read()
+        data = _Guarded(fh, path).read()
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     # Undecodable bytes become lone surrogates, so a bad byte is the problem of the record it sits in.
@@ -409,6 +430,16 @@ def _iter_csv(path: Path, progress) -> Iterator[RawRecord]:
     total = path.stat().st_size
     csv.field_size_limit(max(csv.field_size_limit(), MAX_RECORD_BYTES))
     binary, raw = _open_binary(path)
+    try:
+        yield from _csv_rows(path, binary, raw, total, progress)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise DatasetReadError(f"{path.name} is a damaged or truncated gzip file ({exc}); "
+                               "compress it again, or give the uncompressed file") from None
+    if progress is not None:
+        progress(total, total)
+
+
+def _csv_rows(path: Path, binary, raw, total: int, progress) -> Iterator[RawRecord]:
     with raw, binary:
         fh = io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
         sample = fh.read(SNIFF_BYTES)
@@ -449,8 +480,6 @@ def _iter_csv(path: Path, progress) -> Iterator[RawRecord]:
             count += 1
             if progress is not None and count % 20000 == 0:
                 progress(min(raw.tell(), total), total)
-    if progress is not None:
-        progress(total, total)
 
 
 def _csv_reason(exc: csv.Error) -> str:

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal
 import msgspec
 
 from legalft.data.outputs import atomic_output, check_outputs
-from legalft.data.readers import RawRecord, detect_format, excerpt, iter_lines, iter_records, parse_line
+from legalft.data.readers import RawRecord, detect_format, excerpt, iter_line_blocks, iter_records, parse_line
 
 VALID_ROLES = frozenset({"system", "user", "assistant"})
 ROLE_ALIASES = {
@@ -397,7 +397,7 @@ class Sanitizer:
                 outcome.drop = ("invalid_unicode", "the record holds a \\uD800-\\uDFFF escape without its pair "
                                 "(a lone surrogate), which is not text")
             else:
-                key = hash(line)
+                key = record_key(outcome.record)
                 if key in self._seen:
                     outcome.drop = ("duplicate", "identical to an earlier record after cleaning")
                     line = None
@@ -464,12 +464,14 @@ def iter_values(values: Iterable[Any]) -> Iterator[RawRecord]:
 # --- the hot path -------------------------------------------------------------------------------
 
 
-class _Message(msgspec.Struct):
+# Unknown fields are refused, so a record that decodes is exactly {"messages": [{"role", "content"}...]}:
+# when no rule changes it, its line is already its clean form and is written as it stands.
+class _Message(msgspec.Struct, forbid_unknown_fields=True):
     role: Literal["system", "user", "assistant"]
     content: str
 
 
-class _Conversation(msgspec.Struct):
+class _Conversation(msgspec.Struct, forbid_unknown_fields=True):
     messages: list[_Message]
 
 
@@ -494,6 +496,13 @@ def _unchanged(messages: list[_Message]) -> bool:
             has_user = True
         previous = role
     return has_user
+
+
+def record_key(record: dict[str, Any]) -> int:
+    """The duplicate key of a clean record: its roles and texts, whatever the JSON's spacing or escapes."""
+    if "messages" in record:
+        return hash(tuple([(m["role"], m["content"]) for m in record["messages"]]))
+    return hash(("text", record["text"]))
 
 
 def _reject_line(raw: RawRecord, outcome: Outcome) -> bytes:
@@ -557,35 +566,33 @@ def _sanitize_lines(path: Path, sanitizer: Sanitizer, out, rejects, progress) ->
     """The JSONL loop: typed decode and a one-pass check for the common record, the full rules for the rest."""
     report = sanitizer.report
     seen = sanitizer._seen
-    decode, encode, unchanged = _decode_conversation, _encode, _unchanged
-    buffer: list[bytes] = []
+    decode, unchanged, failures = _decode_conversation, _unchanged, _FAST_FAILURES
     fast = 0
-    for number, line in iter_lines(path, progress):
-        try:
-            record = decode(line)
-        except _FAST_FAILURES:
-            record = None
-        if record is not None and unchanged(record.messages):
-            clean = encode(record)
-            key = hash(clean)
-            if key not in seen:
-                seen.add(key)
-                fast += 1
-                buffer.append(clean)
-                if len(buffer) >= 4096:
-                    out.write(b"\n".join(buffer) + b"\n")
-                    buffer.clear()
-                continue
-        raw = parse_line(number, line)
-        if raw is None:
-            continue  # a blank line: numbered, not counted
-        clean, outcome = sanitizer.process(raw)
-        if clean is not None:
-            buffer.append(clean)
-        elif rejects is not None:
-            rejects.write(_reject_line(raw, outcome) + b"\n")
-    if buffer:
-        out.write(b"\n".join(buffer) + b"\n")
+    for first, lines in iter_line_blocks(path, progress):
+        kept: list[bytes] = []
+        for number, line in enumerate(lines, start=first):
+            try:
+                messages = decode(line).messages
+            except failures:
+                messages = None
+            if messages is not None and unchanged(messages):
+                key = hash(tuple([(m.role, m.content) for m in messages]))
+                if key not in seen:
+                    seen.add(key)
+                    fast += 1
+                    kept.append(line.strip())
+                    continue
+            raw = parse_line(number, line)
+            if raw is None:
+                continue  # a blank line: numbered, not counted
+            clean, outcome = sanitizer.process(raw)
+            if clean is not None:
+                kept.append(clean)
+            elif rejects is not None:
+                rejects.write(_reject_line(raw, outcome) + b"\n")
+        if kept:
+            kept.append(b"")
+            out.write(b"\n".join(kept))
     report.total_records += fast
     report.kept_records += fast
     report.formats["messages"] += fast
