@@ -147,7 +147,7 @@ def _read_head(path: Path) -> bytes:
     try:
         if _is_gzip(path):
             with gzip.open(path, "rb") as fh:
-                return fh.read(SNIFF_BYTES)
+                return _Guarded(fh, path).read(SNIFF_BYTES)
         with open(path, "rb") as fh:
             return fh.read(SNIFF_BYTES)
     except (OSError, EOFError) as exc:
