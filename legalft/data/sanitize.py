@@ -479,23 +479,24 @@ _decode_conversation = msgspec.json.Decoder(_Conversation).decode
 _FAST_FAILURES = (msgspec.ValidationError, msgspec.DecodeError, RecursionError)
 
 
-def _unchanged(messages: list[_Message]) -> bool:
-    """True when no rule changes these messages: the one-pass check of the fast path."""
+def _fast_key(messages: list[_Message]) -> int | None:
+    """The duplicate key of messages no rule changes (the one-pass check of the fast path), else None."""
     if not messages or messages[-1].role != "assistant":
-        return False
+        return None
     previous = ""
     has_user = False
+    pairs = []
     for message in messages:
         role, content = message.role, message.content
-        if role == previous or not content or content[0].isspace() or content[-1].isspace():
-            return False
-        if role == "system":
-            if previous:
-                return False
-        elif role == "user":
+        if role == previous or not content or content.strip() is not content:
+            return None
+        if role == "user":
             has_user = True
+        elif role == "system" and previous:
+            return None
+        pairs.append((role, content))
         previous = role
-    return has_user
+    return hash(tuple(pairs)) if has_user else None
 
 
 def record_key(record: dict[str, Any]) -> int:
@@ -566,17 +567,16 @@ def _sanitize_lines(path: Path, sanitizer: Sanitizer, out, rejects, progress) ->
     """The JSONL loop: typed decode and a one-pass check for the common record, the full rules for the rest."""
     report = sanitizer.report
     seen = sanitizer._seen
-    decode, unchanged, failures = _decode_conversation, _unchanged, _FAST_FAILURES
+    decode, fast_key, failures = _decode_conversation, _fast_key, _FAST_FAILURES
     fast = 0
     for first, lines in iter_line_blocks(path, progress):
         kept: list[bytes] = []
         for number, line in enumerate(lines, start=first):
             try:
-                messages = decode(line).messages
+                key = fast_key(decode(line).messages)
             except failures:
-                messages = None
-            if messages is not None and unchanged(messages):
-                key = hash(tuple([(m.role, m.content) for m in messages]))
+                key = None
+            if key is not None:
                 if key not in seen:
                     seen.add(key)
                     fast += 1
