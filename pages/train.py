@@ -8,10 +8,8 @@ import streamlit as st
 
 from legalft import auth, budget, costs
 from legalft import managed as tf
-from legalft.data.registry import list_datasets
-from legalft.data.split import split_file
+from legalft.data.registry import holdout_split, list_datasets
 from legalft.errors import LegalftError, render_error
-from legalft.home import subdir
 from legalft.managed.cleanup import WHERE_DATA_GOES
 from legalft.train import (
     TrainConfigError,
@@ -65,25 +63,32 @@ st.subheader("1 · Dataset")
 dataset_id = st.selectbox("Registered dataset", list(by_id), key="train_dataset",
                           format_func=lambda i: f"#{i} {by_id[i].name} ({by_id[i].kept_records:,} records)")
 dataset = by_id[dataset_id]
-dataset_tokens = _trained_tokens(dataset.path, dataset.sha256)
+# Registration computed these once (legalft.data.registry.training_summary); older entries compute them here.
+training = dataset.report.get("training") or {}
+if training.get("trained_tokens_per_epoch") is None:
+    estimate = _trained_tokens(dataset.path, dataset.sha256)
+    training = {"trained_tokens_per_epoch": estimate.per_epoch, "trained_tokens_model": estimate.model,
+                "trained_tokens_basis": estimate.basis}
 d1, d2, d3 = st.columns(3)
 d1.metric("Records", f"{dataset.kept_records:,}")
-d2.metric("Trained tokens per epoch", f"{dataset_tokens.per_epoch:,}",
-          help=f"As Token Factory counts them for {dataset_tokens.model}: {dataset_tokens.basis}")
+d2.metric("Trained tokens per epoch", f"{training['trained_tokens_per_epoch']:,}",
+          help=f"As Token Factory counts them for {training['trained_tokens_model']}: {training['trained_tokens_basis']}")
 hold_out = d3.number_input("Validation hold-out (grouped by Act)", 0.0, 0.5, 0.1, 0.05, key="train_holdout",
                            help="A held-out share gives the validation-loss curve; 0 trains on everything.")
 
 
 @st.cache_data(show_spinner="Holding out a validation split …", max_entries=16)
-def _split(path: str, sha: str, fraction: float) -> tuple[str, str | None]:
-    if fraction <= 0:
-        return path, None
-    out = subdir("datasets/splits") / f"{sha[:12]}-{fraction:.2f}"
-    train_path, val_path, _ = split_file(path, out, fraction, seed=0, group_by_act=True)
-    return str(train_path), str(val_path)
+def _split(path: str, sha: str, fraction: float) -> tuple[str, str | None, str | None]:
+    return holdout_split(path, sha, fraction)  # made once per content and fraction, then reused from disk
 
 
-train_path, val_path = _split(dataset.path, dataset.sha256, float(hold_out))
+holdout = training.get("holdout") or {}
+if holdout.get("fraction") == float(hold_out) and holdout.get("train") and Path(holdout["train"]).is_file():
+    train_path, val_path, no_split = holdout["train"], holdout["validation"], holdout.get("note")
+else:
+    train_path, val_path, no_split = _split(dataset.path, dataset.sha256, float(hold_out))
+if no_split:
+    st.caption(f"No validation split: {no_split}.")
 
 
 @st.cache_data(show_spinner="Checking the dataset against the service's rules …", max_entries=8)

@@ -32,6 +32,6 @@ def test_upload_with_malformed_line_in_real_browser(tmp_path, legalft_home):
         kept = page.locator('[data-testid="stMetric"]', has_text="Kept")
         assert kept.get_by_text("3", exact=True).is_visible()
         issues = page.locator('[data-testid="stTable"]')
-        issues.get_by_text("line 3: the line is not valid JSON (record dropped)").wait_for()
+        issues.get_by_text("line 3: the line is not valid JSON").wait_for()
         assert issues.get_by_text("invalid_json").is_visible()
         page.screenshot(path=str(tmp_path / "dataset.png"), full_page=True)

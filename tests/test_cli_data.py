@@ -19,8 +19,8 @@ def test_validate_json_report_and_exit_codes(tmp_path):
     result = legalft("data", "validate", REFERENCE_QA, "--out", out, "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert (report["total_records"], report["kept_records"], report["dropped_records"], report["repaired_records"]) == (148, 148, 0, 1)
-    assert report["repair_counts"] == {"promoted_invalid_role_to_user_content": 1}
+    assert (report["total_records"], report["kept_records"], report["dropped_records"], report["repaired_records"]) == (148, 148, 0, 0)
+    assert report["repair_counts"] == {"promoted_invalid_role_to_user_content": 1} and report["doubtful_records"] == 1
     assert out.exists()
 
     binary = tmp_path / "blob.jsonl"

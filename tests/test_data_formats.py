@@ -40,10 +40,12 @@ def test_csv_columns_are_mapped(tmp_path, header, row, fmt):
         writer = csv.writer(fh)
         writer.writerow(header)
         writer.writerow(row)
-        writer.writerow([""] * len(header))  # an empty row is skipped, not counted
+        writer.writerow([""] * len(header))  # an empty row is a record, dropped and said so
     report = sanitize_file(path, tmp_path / "c.jsonl")
-    assert report.total_records == 1 and report.kept_records == 1
+    assert (report.total_records, report.kept_records, report.dropped_records) == (2, 1, 1)
     assert report.formats == {fmt: 1}
+    if len(header) > 1:
+        assert report.drop_counts == {"empty_row": 1} and report.issues[-1].message == "line 3: the row is empty (record dropped)"
 
 
 def test_parquet_is_read(tmp_path):

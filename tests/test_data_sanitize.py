@@ -22,9 +22,12 @@ def kinds(outcome):
 
 def test_reference_file_exact_counts(tmp_path):
     report = sanitize_file(REFERENCE_QA, tmp_path / "clean.jsonl", tmp_path / "rejects.jsonl")
-    assert (report.total_records, report.kept_records, report.dropped_records, report.repaired_records) == (148, 148, 0, 1)
+    assert (report.total_records, report.kept_records, report.dropped_records, report.repaired_records) == (148, 148, 0, 0)
     assert dict(report.repair_counts) == {"promoted_invalid_role_to_user_content": 1}
-    assert report.issues[0].line == 1
+    # The question moved out of line 1's role field is a fragment ("u ed subjects of …"): doubtful, not repaired.
+    assert report.doubtful_records == 1
+    assert [(i.line, i.kind) for i in report.issues] == [(1, "doubtful_repair"), (1, "promoted_invalid_role_to_user_content")]
+    assert "looks like a fragment" in report.issues[0].message
     lines = (tmp_path / "clean.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(lines) == 148
     first = json.loads(lines[0])["messages"]
@@ -124,16 +127,26 @@ def test_record_without_messages_list_is_dropped():
     assert one([1, 2]).drop[0] == "not_an_object"
 
 
-def test_conversions_count_as_repairs():
+def test_conversions_are_counted_apart_from_repairs():
     pc = one({"prompt": "Q", "completion": "A"})
-    assert kinds(pc) == ["converted_from_prompt_completion"]
+    assert pc.conversion == "converted_from_prompt_completion" and kinds(pc) == []
     assert pc.record["messages"] == [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]
     alpaca = one({"instruction": "Explain", "input": "s.1", "output": "It says"})
-    assert kinds(alpaca) == ["converted_from_alpaca"]
+    assert alpaca.conversion == "converted_from_alpaca" and kinds(alpaca) == []
     assert alpaca.record["messages"][0]["content"] == "Explain\n\ns.1"
     conversational = one({"prompt": [{"role": "user", "content": "Q"}],
                           "completion": [{"role": "assistant", "content": "A"}]})
     assert conversational.record["messages"][1] == {"role": "assistant", "content": "A"}
+    clean, report = sanitize_records(iter_values([{"question": f"Q{i}", "answer": "A"} for i in range(24)]))
+    assert (report.kept_records, report.converted_records, report.repaired_records) == (24, 24, 0)
+    assert report.conversion_counts == {"converted_from_question_answer": 24} and report.issues == []
+
+
+def test_an_empty_answer_is_named_as_such():
+    assert one({"question": "Q", "answer": ""}).drop == ("empty_answer", "the answer is empty")
+    assert one({"question": "Q"}).drop == ("empty_answer", "the answer is missing")
+    assert one({"prompt": " ", "completion": "A"}).drop == ("empty_question", "the prompt is empty")
+    assert one({"instruction": "Do", "output": ""}).drop == ("empty_answer", "the output is empty")
 
 
 def test_text_record_is_kept_as_is():

@@ -16,9 +16,9 @@ def register(subparsers) -> None:
     data.set_defaults(handler=lambda args: (data.print_help(), 2)[1])
 
     validate = commands.add_parser("validate", help="sanitize a dataset; write the clean file and the rejects")
-    validate.add_argument("input", help="JSONL, JSON array, CSV or Parquet file")
-    validate.add_argument("--out", help="clean JSONL to write (default: INPUT.clean.jsonl beside the input)")
-    validate.add_argument("--rejects", help="JSONL of dropped records with line and reason (default: INPUT.rejects.jsonl)")
+    validate.add_argument("input", help="JSONL, JSON array, CSV or Parquet file (JSONL, JSON and CSV may be gzipped)")
+    validate.add_argument("--out", help="clean JSONL to write (default: beside the input, acts.v1.jsonl → acts.v1.clean.jsonl)")
+    validate.add_argument("--rejects", help="JSONL of dropped records with line and reason (default: acts.v1.rejects.jsonl)")
     validate.add_argument("--json", action="store_true", help="print the report as one JSON object")
     validate.set_defaults(handler=run_validate)
 
@@ -49,37 +49,54 @@ def register(subparsers) -> None:
     split.set_defaults(handler=run_split)
 
 
-def _beside(path: Path, suffix: str) -> Path:
-    return path.with_name(path.name.split(".")[0] + suffix)
+def default_output(source: Path, suffix: str) -> Path:
+    """``acts.v1.jsonl`` → ``acts.v1.clean.jsonl`` beside it: the full stem kept, so it never equals an input
+    (``acts.v2.jsonl`` writes ``acts.v2.clean.jsonl``; ``batch1.rejects.jsonl`` writes ``batch1.rejects.rejects.jsonl``)."""
+    name = source.name
+    if name.lower().endswith(".gz"):
+        name = name[:-3]
+    stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
+    return source.with_name(stem + suffix)
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    from legalft.data.outputs import same_file
     from legalft.data.readers import DatasetReadError
     from legalft.data.sanitize import sanitize_file
 
     source = Path(args.input)
-    out = Path(args.out) if args.out else _beside(source, ".clean.jsonl")
-    rejects = Path(args.rejects) if args.rejects else _beside(source, ".rejects.jsonl")
-    if out.resolve() == source.resolve():
-        raise UsageError("--out must differ from the input file")
+    out = Path(args.out) if args.out else default_output(source, ".clean.jsonl")
+    rejects = Path(args.rejects) if args.rejects else default_output(source, ".rejects.jsonl")
     try:
-        report = sanitize_file(source, out, rejects)
-    except (DatasetReadError, OSError) as exc:
+        report = sanitize_file(source, out, rejects)  # refuses an output that is the input before writing
+    except DatasetReadError as exc:
         print(f"legalft: cannot read {source} as a dataset: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        where = Path(exc.filename) if getattr(exc, "filename", None) else None
+        written = where is not None and not same_file(where, source)  # reading touches the input only
+        what = f"cannot write {where}" if written else f"cannot read {source}"
+        print(f"legalft: {what}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     if args.json:
-        print(json.dumps({**report.to_dict(), "clean_file": str(out), "rejects_file": str(rejects)}))
+        print(json.dumps({**report.to_dict(), "clean_file": str(out),
+                          "rejects_file": str(rejects) if report.dropped_records else None}))
         return 0
+    if report.summary:
+        print(f"{source.name}: {report.summary}")
     print(f"{report.total_records} records read: {report.kept_records} kept "
-          f"({report.repaired_records} repaired), {report.dropped_records} dropped")
+          f"({report.repaired_records} repaired, {report.doubtful_records} doubtful, "
+          f"{report.converted_records} converted from another format), {report.dropped_records} dropped")
     for kind, n in sorted(report.repair_counts.items()):
         print(f"  repaired  {kind}: {n}")
+    for kind, n in sorted(report.conversion_counts.items()):
+        print(f"  converted {kind}: {n}")
     for kind, n in sorted(report.drop_counts.items()):
         print(f"  dropped   {kind}: {n}")
     for issue in report.issues[:20]:
         print(f"  {issue.message}")
     if report.issue_count > 20:
-        print(f"  … {report.issue_count - 20} more (use --json for all)")
+        print(f"  … {report.issue_count - 20} more (use --json for the first {len(report.issues)})")
     print(f"clean file: {out}")
     if report.dropped_records:
         print(f"rejects:    {rejects}")

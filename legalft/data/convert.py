@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from legalft.data.outputs import atomic_output, check_outputs
 from legalft.data.readers import iter_records
 
 GROUNDED_KINDS = ("provision", "heading", "subsection")
@@ -331,11 +332,11 @@ def convert_records(values: Iterable[tuple[int, Any]], options: ConvertOptions) 
 def convert_file(input_path: str | Path, out_path: str | Path, options: ConvertOptions | None = None) -> ConvertReport:
     """Convert a legislation JSONL file into a chat JSONL file."""
     options = options or ConvertOptions()
+    out_path = Path(out_path)
+    check_outputs({"the input file": input_path}, {"--out": out_path})
     values = ((raw.line, None if raw.error else raw.value) for raw in iter_records(input_path, fmt="jsonl"))
     records, report = convert_records(values, options)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_path, "w", encoding="utf-8") as fh:
+    with atomic_output(out_path, "w") as fh:
         for record in records:
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
     return report

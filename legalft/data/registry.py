@@ -59,9 +59,13 @@ def register_dataset(clean_path: str | Path, name: str, report: dict[str, Any] |
             kept = sum(1 for line in fh if line.strip())
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(name).stem).strip("-") or "dataset"
     target = subdir("datasets") / f"{slug}-{sha[:10]}.jsonl"
-    shutil.copyfile(clean_path, target)
+    tmp = target.with_name(f".{target.name}.part")
+    shutil.copyfile(clean_path, tmp)
+    tmp.replace(target)
     # Issues can be many; the table keeps the counts, the file keeps the records.
     summary = {k: v for k, v in report.items() if k != "issues"}
+    # What the Train page shows of any dataset, computed once here rather than on every render.
+    summary["training"] = training_summary(target, sha)
     with connect() as conn:
         cursor = conn.execute(
             "INSERT INTO datasets (name, path, sha256, total_records, kept_records, dropped_records,"
@@ -72,6 +76,40 @@ def register_dataset(clean_path: str | Path, name: str, report: dict[str, Any] |
         )
         new_id = cursor.lastrowid
     return get_dataset(new_id)
+
+
+DEFAULT_HOLDOUT = 0.1
+
+
+def holdout_split(path: str | Path, sha: str, fraction: float) -> tuple[str, str | None, str | None]:
+    """(train file, validation file or None, why there is none) of the hold-out split grouped by Act.
+
+    The split is made once per content and fraction under LEGALFT_HOME/datasets/splits and reused.
+    """
+    from legalft.data.split import finished_split, split_file
+
+    if fraction <= 0:
+        return str(path), None, None
+    out = subdir("datasets/splits") / f"{sha[:12]}-{fraction:.2f}"
+    done = finished_split(path, out, fraction, seed=0, group_by_act=True)
+    if done is not None:
+        return str(done[0]), str(done[1]), None
+    try:
+        train, val, _ = split_file(path, out, fraction, seed=0, group_by_act=True)
+    except ValueError as exc:  # too few records to hold any out
+        return str(path), None, str(exc)
+    return str(train), str(val), None
+
+
+def training_summary(path: str | Path, sha: str) -> dict[str, Any]:
+    """The trained-token estimate and the default hold-out split of a registered file."""
+    from legalft.costs import estimate_trained_tokens
+
+    tokens = estimate_trained_tokens(path)
+    train, val, why = holdout_split(path, sha, DEFAULT_HOLDOUT)
+    return {"trained_tokens_per_epoch": tokens.per_epoch, "trained_tokens_model": tokens.model,
+            "trained_tokens_basis": tokens.basis, "holdout": {"fraction": DEFAULT_HOLDOUT, "train": train,
+                                                              "validation": val, "note": why}}
 
 
 def list_datasets() -> list[RegisteredDataset]:

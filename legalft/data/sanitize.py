@@ -2,9 +2,14 @@
 
 The per-message rules are the reference sanitizer's (roles trimmed and lower-cased; aliases mapped;
 content from strings, lists of parts or objects; the first message repaired when its question sits
-in the role field). On top of them: a bad line never aborts the run, conversations end with the
-assistant, consecutive turns of one role are merged, a misplaced system message is removed, and
-exact duplicates are dropped. Every drop and repair is recorded with its line number.
+in the role field). On top of them: a bad line never aborts the run (whatever is wrong with it: not
+JSON, not UTF-8, a NUL, nesting, size, a lone surrogate), conversations end with the assistant,
+consecutive turns of one role are merged, a misplaced system message is removed, and exact
+duplicates are dropped. Every drop and repair is recorded with its line number; a format conversion
+(question/answer → messages) is counted apart, since nothing was wrong with the record.
+
+The hot path is msgspec: a record no rule changes is decoded into a typed struct, checked in one
+pass and encoded again, without building dicts; everything else goes through the full rules.
 """
 
 from __future__ import annotations
@@ -13,9 +18,12 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Literal
 
-from legalft.data.readers import RawRecord, iter_records
+import msgspec
+
+from legalft.data.outputs import atomic_output, check_outputs
+from legalft.data.readers import RawRecord, detect_format, excerpt, iter_line_blocks, iter_records, parse_line
 
 VALID_ROLES = frozenset({"system", "user", "assistant"})
 ROLE_ALIASES = {
@@ -23,11 +31,8 @@ ROLE_ALIASES = {
     "answer": "assistant", "response": "assistant", "bot": "assistant", "model": "assistant",
 }
 
-# Kinds of repair to a kept record, and of drop, in the order the report lists them.
+# Kinds of repair to a kept record, of conversion, and of drop, in the order the report lists them.
 REPAIR_KINDS = (
-    "converted_from_prompt_completion",
-    "converted_from_alpaca",
-    "converted_from_question_answer",
     "mapped_role_alias",
     "promoted_invalid_role_to_user_content",
     "coerced_unknown_role_to_user",
@@ -36,19 +41,41 @@ REPAIR_KINDS = (
     "merged_consecutive_roles",
     "trimmed_trailing_messages",
 )
+CONVERSION_KINDS = (
+    "converted_from_prompt_completion",
+    "converted_from_alpaca",
+    "converted_from_question_answer",
+)
 DROP_KINDS = (
     "invalid_json",
+    "not_utf8",
+    "nul_byte",
+    "too_deep",
+    "too_large",
+    "invalid_unicode",
+    "invalid_csv",
+    "empty_row",
     "not_an_object",
     "unrecognized_record",
     "invalid_messages",
     "empty_text",
+    "empty_question",
+    "empty_answer",
     "missing_user_or_assistant",
     "duplicate",
 )
 RECORD_FORMATS = ("messages", "prompt_completion", "alpaca", "question_answer", "text")
 MAX_ISSUES = 1000
-_encode = json.JSONEncoder(ensure_ascii=False).encode
 MAX_EXAMPLES = 50
+SANITIZER_VERSION = 2
+"""Bumped when a rule changes, so results stored by content hash are not reused across versions."""
+_encode = msgspec.json.Encoder().encode
+# (first key, second key, format, what a person calls each side)
+_PAIRS = (
+    ("prompt", "completion", "prompt_completion", ("prompt", "completion")),
+    ("instruction", "output", "alpaca", ("instruction", "output")),
+    ("question", "answer", "question_answer", ("question", "answer")),
+)
 
 
 @dataclass(slots=True)
@@ -65,18 +92,27 @@ class Issue:
 
 @dataclass
 class SanitizeReport:
-    """What happened to every record read. ``kept + dropped == total`` always."""
+    """What happened to every record read. ``kept + dropped == total`` always.
+
+    ``repaired`` counts kept records a rule changed; ``doubtful`` those among them whose repair may
+    be wrong (check them); ``converted`` records only turned from another format into messages.
+    """
 
     total_records: int = 0
     kept_records: int = 0
     dropped_records: int = 0
     repaired_records: int = 0
+    doubtful_records: int = 0
+    converted_records: int = 0
     repair_counts: Counter = field(default_factory=Counter)
+    conversion_counts: Counter = field(default_factory=Counter)
     drop_counts: Counter = field(default_factory=Counter)
     formats: Counter = field(default_factory=Counter)
     issues: list[Issue] = field(default_factory=list)
     issue_count: int = 0
     repaired_examples: list[dict[str, Any]] = field(default_factory=list)
+    summary: str | None = None
+    """One message about the whole file when its records say it is something else (plain text)."""
 
     def add_issue(self, line: int, kind: str, message: str) -> None:
         self.issue_count += 1
@@ -89,9 +125,13 @@ class SanitizeReport:
             "kept_records": self.kept_records,
             "dropped_records": self.dropped_records,
             "repaired_records": self.repaired_records,
+            "doubtful_records": self.doubtful_records,
+            "converted_records": self.converted_records,
             "repair_counts": dict(self.repair_counts),
+            "conversion_counts": dict(self.conversion_counts),
             "drop_counts": dict(self.drop_counts),
             "formats": dict(self.formats),
+            "summary": self.summary,
             "issue_count": self.issue_count,
             "issues": [i.to_dict() for i in self.issues],
         }
@@ -105,12 +145,18 @@ class Outcome:
     format: str | None
     repairs: list[tuple[str, str]]  # (kind, message)
     drop: tuple[str, str] | None = None  # (kind, message)
+    conversion: str | None = None
+    """The conversion kind when the record came in another format (not a repair)."""
+    doubtful: str | None = None
+    """Why a repair of this record may be wrong, when it may."""
 
 
-def content_text(content: Any) -> str:
+def content_text(content: Any, _depth: int = 0) -> str:
     """The text of a message's content: a string, a list of parts, or an object (text/content/message)."""
     if isinstance(content, str):
         return content.strip()
+    if _depth > 8:  # deeper than any real content; never recurse without bound
+        return ""
     if isinstance(content, list):
         parts = []
         for part in content:
@@ -124,7 +170,7 @@ def content_text(content: Any) -> str:
     if isinstance(content, dict):
         for key in ("text", "content", "message"):
             if key in content:
-                return content_text(content[key])
+                return content_text(content[key], _depth + 1)
         return ""
     if isinstance(content, (int, float)) and not isinstance(content, bool):
         return str(content)
@@ -148,6 +194,12 @@ def _clean_as_is(messages: list[Any]) -> list[dict[str, str]] | None:
     if previous != "assistant":
         return None
     return out
+
+
+def _looks_like_fragment(text: str) -> bool:
+    """A promoted question that starts mid-word or mid-sentence ("u ed subjects of …") is doubtful."""
+    first = text[:1]
+    return not (first.isupper() or first.isdigit() or first in "\"'“‘(") or len(text.split()) < 3
 
 
 def sanitize_messages(messages: list[Any]) -> tuple[list[dict[str, str]], list[tuple[str, str]]]:
@@ -181,10 +233,10 @@ def sanitize_messages(messages: list[Any]) -> tuple[list[dict[str, str]], list[t
             ))
         elif index == 0 and content:
             kept.append({"role": "user", "content": content})
-            shown = f"'{role_text}'" if role_text else "no role"
+            shown = f"'{excerpt(role_text, 40)}'" if role_text else "no role"
             repairs.append(("coerced_unknown_role_to_user", f"message {number} has {shown} (treated as user)"))
         else:
-            reason = "has no content" if not content else f"has unknown role '{role_text}'"
+            reason = "has no content" if not content else f"has unknown role '{excerpt(role_text, 40)}'"
             repairs.append(("dropped_invalid_message", f"message {number} {reason} (dropped)"))
 
     # A system prompt belongs first; later ones break most chat templates.
@@ -214,34 +266,45 @@ def sanitize_messages(messages: list[Any]) -> tuple[list[dict[str, str]], list[t
     return merged, repairs
 
 
-def _to_messages(record: dict[str, Any]) -> tuple[str, Any, list[tuple[str, str]]]:
-    """Recognise the record's format; returns (format, messages or text, conversion repairs)."""
-    if "messages" in record:
-        return "messages", record["messages"], []
-    if "prompt" in record and "completion" in record:
+def _filled(value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, str):
+        return bool(value.strip())
+    if isinstance(value, (list, dict)):
+        return bool(value)
+    return True
+
+
+def _pair_messages(fmt: str, record: dict[str, Any]) -> list[Any]:
+    if fmt == "prompt_completion":
         prompt, completion = record["prompt"], record["completion"]
-        messages = (prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]) + (
-            completion if isinstance(completion, list) else [{"role": "assistant", "content": completion}]
-        )
-        return "prompt_completion", messages, [
-            ("converted_from_prompt_completion", "prompt/completion record converted to messages")
-        ]
-    if "instruction" in record and "output" in record:
+        return (prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]) + (
+            completion if isinstance(completion, list) else [{"role": "assistant", "content": completion}])
+    if fmt == "alpaca":
         instruction = content_text(record["instruction"])
         extra = content_text(record.get("input"))
         user = f"{instruction}\n\n{extra}" if extra else instruction
         messages = [{"role": "user", "content": user}, {"role": "assistant", "content": record["output"]}]
-        if record.get("system"):
+        if _filled(record.get("system")):
             messages.insert(0, {"role": "system", "content": record["system"]})
-        return "alpaca", messages, [("converted_from_alpaca", "Alpaca record converted to messages")]
-    if "question" in record and "answer" in record:
-        messages = [{"role": "user", "content": record["question"]}, {"role": "assistant", "content": record["answer"]}]
-        return "question_answer", messages, [
-            ("converted_from_question_answer", "question/answer record converted to messages")
-        ]
-    if "text" in record:
-        return "text", record["text"], []
-    return "", None, []
+        return messages
+    return [{"role": "user", "content": record["question"]}, {"role": "assistant", "content": record["answer"]}]
+
+
+def _half_pair(record: dict[str, Any]) -> tuple[str, str] | None:
+    """The drop for a record with one side of a known pair and the other empty or missing."""
+    for first, second, _, (first_name, second_name) in _PAIRS:
+        if first not in record and second not in record:
+            continue
+        state = {name: ("missing" if key not in record else "empty" if not _filled(record[key]) else "")
+                 for key, name in ((first, first_name), (second, second_name))}
+        if state[first_name] and state[second_name]:
+            return "empty_question", f"the {first_name} and the {second_name} are {state[second_name]}"
+        if state[second_name]:
+            return "empty_answer", f"the {second_name} is {state[second_name]}"
+        return "empty_question", f"the {first_name} is {state[first_name]}"
+    return None
 
 
 def sanitize_record(value: Any) -> Outcome:
@@ -249,28 +312,66 @@ def sanitize_record(value: Any) -> Outcome:
     if not isinstance(value, dict):
         kind = type(value).__name__ if value is not None else "null"
         return Outcome(None, None, [], ("not_an_object", f"the line is JSON but not an object ({kind})"))
-    fmt, payload, repairs = _to_messages(value)
-    if not fmt:
-        keys = ", ".join(sorted(map(str, value))[:6]) or "no keys"
-        return Outcome(None, None, [], (
-            "unrecognized_record",
-            f"no known format (keys: {keys}); expected messages, prompt+completion, "
-            "instruction+output, question+answer or text",
-        ))
-    if fmt == "text":
-        text = content_text(payload)
-        if not text:
-            return Outcome(None, fmt, [], ("empty_text", "the text record is empty"))
-        return Outcome({"text": text}, fmt, [])
+    conversion = None
+    if "messages" in value:
+        fmt, payload = "messages", value["messages"]
+    else:
+        fmt = next((f for a, b, f, _ in _PAIRS if _filled(value.get(a)) and _filled(value.get(b))), "")
+        if fmt:
+            payload, conversion = _pair_messages(fmt, value), f"converted_from_{fmt}"
+        elif _filled(value.get("text")):
+            return Outcome({"text": content_text(value["text"])}, "text", []) if content_text(value["text"]) else \
+                Outcome(None, "text", [], ("empty_text", "the text record is empty"))
+        elif (half := _half_pair(value)) is not None:
+            return Outcome(None, None, [], half)
+        elif "text" in value:
+            return Outcome(None, "text", [], ("empty_text", "the text record is empty"))
+        else:
+            keys = ", ".join(excerpt(k, 30) for k in sorted(map(str, value))[:6]) or "no keys"
+            return Outcome(None, None, [], (
+                "unrecognized_record",
+                f"no known format (keys: {keys}); expected messages, prompt+completion, "
+                "instruction+output, question+answer or text",
+            ))
     if not isinstance(payload, list):
         return Outcome(None, fmt, [], ("invalid_messages", "'messages' is not a list"))
-    messages, message_repairs = sanitize_messages(payload)
-    repairs += message_repairs
+    messages, repairs = sanitize_messages(payload)
     roles = {m["role"] for m in messages}
     if "user" not in roles or "assistant" not in roles:
         missing = " and ".join(r for r in ("user", "assistant") if r not in roles)
-        return Outcome(None, fmt, repairs, ("missing_user_or_assistant", f"no {missing} message left"))
-    return Outcome({"messages": messages}, fmt, repairs)
+        return Outcome(None, fmt, repairs, ("missing_user_or_assistant", f"no {missing} message left"), conversion)
+    doubtful = None
+    if repairs and repairs[0][0] == "promoted_invalid_role_to_user_content" and _looks_like_fragment(messages[0]["content"]):
+        doubtful = (f"the question moved out of the role field looks like a fragment "
+                    f"('{excerpt(messages[0]['content'], 50)}'): check it, or drop the record")
+    return Outcome({"messages": messages}, fmt, repairs, None, conversion, doubtful)
+
+
+_READ_ERRORS = {
+    "invalid_json": "the line is not valid JSON",
+    "not_utf8": "the line is not valid UTF-8",
+    "nul_byte": "the line contains a NUL byte",
+    "too_deep": "the record is nested too deeply",
+    "too_large": "the record is too large",
+    "invalid_csv": "the row cannot be read as CSV",
+    "empty_row": "the row is empty",
+}
+
+
+def bounded(value: Any, depth: int = 0) -> Any:
+    """A copy of a parsed value small enough for a report: short strings, few items, shallow."""
+    if isinstance(value, str):
+        text = value if len(value) <= 500 else value[:500] + f"… ({len(value):,} characters)"
+        return text.encode("utf-8", "replace").decode("utf-8")
+    if depth >= 6 and isinstance(value, (list, dict)):
+        return "…"
+    if isinstance(value, list):
+        return [bounded(v, depth + 1) for v in value[:50]] + (["…"] if len(value) > 50 else [])
+    if isinstance(value, dict):
+        return {bounded(str(k), depth + 1): bounded(v, depth + 1) for k, v in list(value.items())[:50]}
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return str(value)
+    return value
 
 
 class Sanitizer:
@@ -280,24 +381,28 @@ class Sanitizer:
         self.report = SanitizeReport()
         self._seen: set[int] = set()
 
-    def process(self, raw: RawRecord) -> tuple[str | None, Outcome]:
-        """Returns (the clean JSONL line or None when dropped, the outcome)."""
+    def process(self, raw: RawRecord) -> tuple[bytes | None, Outcome]:
+        """Returns (the clean JSONL line, without its newline, or None when dropped; the outcome)."""
         report = self.report
         report.total_records += 1
         if raw.error:
-            message = "the line is not valid JSON" if raw.error == "invalid_json" else "the line is not valid UTF-8"
-            outcome = Outcome(None, None, [], ("invalid_json", message))
+            outcome = Outcome(None, None, [], (raw.error, raw.detail or _READ_ERRORS.get(raw.error, raw.error)))
         else:
             outcome = sanitize_record(raw.value)
         line = None
         if outcome.drop is None:
-            line = _encode(outcome.record)
-            key = hash(line)
-            if key in self._seen:
-                outcome.drop = ("duplicate", "identical to an earlier record after cleaning")
-                line = None
+            try:
+                line = _encode(outcome.record)
+            except UnicodeEncodeError:
+                outcome.drop = ("invalid_unicode", "the record holds a \\uD800-\\uDFFF escape without its pair "
+                                "(a lone surrogate), which is not text")
             else:
-                self._seen.add(key)
+                key = record_key(outcome.record)
+                if key in self._seen:
+                    outcome.drop = ("duplicate", "identical to an earlier record after cleaning")
+                    line = None
+                else:
+                    self._seen.add(key)
         if outcome.format:
             report.formats[outcome.format] += 1
         if outcome.drop is not None:
@@ -307,14 +412,32 @@ class Sanitizer:
             report.add_issue(raw.line, kind, f"line {raw.line}: {message} (record dropped)")
             return None, outcome
         report.kept_records += 1
+        if outcome.conversion:
+            report.converted_records += 1
+            report.conversion_counts[outcome.conversion] += 1
         if outcome.repairs:
-            report.repaired_records += 1
+            if outcome.doubtful:
+                report.doubtful_records += 1
+                report.add_issue(raw.line, "doubtful_repair", f"line {raw.line}: {outcome.doubtful}")
+            else:
+                report.repaired_records += 1
             for kind, message in outcome.repairs:
                 report.repair_counts[kind] += 1
                 report.add_issue(raw.line, kind, f"line {raw.line}: {message}")
             if len(report.repaired_examples) < MAX_EXAMPLES:
-                report.repaired_examples.append({"line": raw.line, "before": raw.value, "after": outcome.record})
+                report.repaired_examples.append({"line": raw.line, "before": bounded(raw.value),
+                                                 "after": bounded(outcome.record), "doubtful": outcome.doubtful})
         return line, outcome
+
+    def finish(self, fmt: str | None = None) -> SanitizeReport:
+        """Say what the whole file is when no record read as JSON at all (prose saved as .jsonl)."""
+        report = self.report
+        unreadable = sum(report.drop_counts[k] for k in ("invalid_json", "not_utf8", "nul_byte"))
+        if report.total_records and not report.kept_records and unreadable == report.total_records and fmt == "jsonl":
+            report.summary = ("this looks like plain text, not JSONL: no line is a JSON record. "
+                              "Each line must be one JSON object such as {\"messages\": [...]}; "
+                              "to turn statutory text into Q&A, use Convert legislation (legalft data convert)")
+        return report
 
 
 def sanitize_records(records: Iterable[RawRecord]) -> tuple[list[dict[str, Any]], SanitizeReport]:
@@ -325,13 +448,68 @@ def sanitize_records(records: Iterable[RawRecord]) -> tuple[list[dict[str, Any]]
         _, outcome = sanitizer.process(raw)
         if outcome.drop is None:
             clean.append(outcome.record)
-    return clean, sanitizer.report
+    return clean, sanitizer.finish()
 
 
 def iter_values(values: Iterable[Any]) -> Iterator[RawRecord]:
     """Wrap parsed values as records numbered from 1 (for callers that already hold objects)."""
     for number, value in enumerate(values, start=1):
-        yield RawRecord(number, json.dumps(value, ensure_ascii=False, default=str), value)
+        try:
+            raw = json.dumps(value, ensure_ascii=False, default=str)
+        except (ValueError, RecursionError):
+            raw = excerpt(repr(value), 200)
+        yield RawRecord(number, raw, value)
+
+
+# --- the hot path -------------------------------------------------------------------------------
+
+
+# Unknown fields are refused, so a record that decodes is exactly {"messages": [{"role", "content"}...]}:
+# when no rule changes it, its line is already its clean form and is written as it stands.
+class _Message(msgspec.Struct, forbid_unknown_fields=True):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class _Conversation(msgspec.Struct, forbid_unknown_fields=True):
+    messages: list[_Message]
+
+
+_decode_conversation = msgspec.json.Decoder(_Conversation).decode
+_FAST_FAILURES = (msgspec.ValidationError, msgspec.DecodeError, RecursionError)
+
+
+def _fast_key(messages: list[_Message]) -> int | None:
+    """The duplicate key of messages no rule changes (the one-pass check of the fast path), else None."""
+    if not messages or messages[-1].role != "assistant":
+        return None
+    previous = ""
+    has_user = False
+    pairs = []
+    for message in messages:
+        role, content = message.role, message.content
+        if role == previous or not content or content.strip() is not content:
+            return None
+        if role == "user":
+            has_user = True
+        elif role == "system" and previous:
+            return None
+        pairs.append((role, content))
+        previous = role
+    return hash(tuple(pairs)) if has_user else None
+
+
+def record_key(record: dict[str, Any]) -> int:
+    """The duplicate key of a clean record: its roles and texts, whatever the JSON's spacing or escapes."""
+    if "messages" in record:
+        return hash(tuple([(m["role"], m["content"]) for m in record["messages"]]))
+    return hash(("text", record["text"]))
+
+
+def _reject_line(raw: RawRecord, outcome: Outcome) -> bytes:
+    kind, message = outcome.drop
+    return _encode({"line": raw.line, "reason": kind, "message": message,
+                    "raw": raw.raw.encode("utf-8", "replace").decode("utf-8")})
 
 
 def sanitize_file(
@@ -344,34 +522,77 @@ def sanitize_file(
 ) -> SanitizeReport:
     """Stream ``input_path`` into a clean JSONL file, and dropped records into ``rejects_path``.
 
-    Raises ``DatasetReadError`` only when the file cannot be read as a dataset at all.
+    An output that is the input or the other output is refused (``OutputPathError``) before anything
+    is opened for writing. Both outputs are written beside their targets and renamed into place when
+    complete. Raises ``DatasetReadError`` only when the file cannot be read as a dataset at all.
     """
-    records = iter_records(input_path, fmt=fmt, progress=progress)
+    input_path, out_path = Path(input_path), Path(out_path)
+    check_outputs({"the input file": input_path}, {"the clean file": out_path, "the rejects file": rejects_path})
+    fmt = fmt or detect_format(input_path)
     sanitizer = Sanitizer()
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    rejects = open(rejects_path, "w", encoding="utf-8") if rejects_path else None
-    try:
-        with open(out_path, "w", encoding="utf-8") as out:
-            buffer: list[str] = []
-            for raw in records:
-                line, outcome = sanitizer.process(raw)
-                if line is not None:
-                    buffer.append(line)
-                    if len(buffer) >= 2048:
-                        out.write("\n".join(buffer) + "\n")
-                        buffer.clear()
-                elif rejects is not None:
-                    kind, message = outcome.drop
-                    rejects.write(json.dumps(
-                        {"line": raw.line, "reason": kind, "message": message, "raw": raw.raw},
-                        ensure_ascii=False,
-                    ) + "\n")
-            if buffer:
-                out.write("\n".join(buffer) + "\n")
-    finally:
-        if rejects is not None:
-            rejects.close()
-            if not sanitizer.report.dropped_records:
-                Path(rejects_path).unlink(missing_ok=True)  # nothing was dropped: no empty file left
-    return sanitizer.report
+    report = sanitizer.report
+    dropped = 0
+    with atomic_output(out_path) as out:
+        rejects_cm = atomic_output(rejects_path) if rejects_path else None
+        rejects = rejects_cm.__enter__() if rejects_cm else None
+        try:
+            if fmt == "jsonl":
+                _sanitize_lines(input_path, sanitizer, out, rejects, progress)
+            else:
+                buffer: list[bytes] = []
+                for raw in iter_records(input_path, fmt=fmt, progress=progress):
+                    line, outcome = sanitizer.process(raw)
+                    if line is not None:
+                        buffer.append(line)
+                        if len(buffer) >= 2048:
+                            out.write(b"\n".join(buffer) + b"\n")
+                            buffer.clear()
+                    elif rejects is not None:
+                        rejects.write(_reject_line(raw, outcome) + b"\n")
+                if buffer:
+                    out.write(b"\n".join(buffer) + b"\n")
+            dropped = report.dropped_records
+        except BaseException as exc:
+            if rejects_cm is not None:
+                rejects_cm.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        if rejects_cm is not None:
+            rejects_cm.__exit__(None, None, None)
+    if rejects_path and not dropped:
+        Path(rejects_path).unlink(missing_ok=True)  # nothing was dropped: no empty (or stale) rejects file
+    return sanitizer.finish(fmt)
+
+
+def _sanitize_lines(path: Path, sanitizer: Sanitizer, out, rejects, progress) -> None:
+    """The JSONL loop: typed decode and a one-pass check for the common record, the full rules for the rest."""
+    report = sanitizer.report
+    seen = sanitizer._seen
+    decode, fast_key, failures = _decode_conversation, _fast_key, _FAST_FAILURES
+    fast = 0
+    for first, lines in iter_line_blocks(path, progress):
+        kept: list[bytes] = []
+        for number, line in enumerate(lines, start=first):
+            try:
+                key = fast_key(decode(line).messages)
+            except failures:
+                key = None
+            if key is not None:
+                if key not in seen:
+                    seen.add(key)
+                    fast += 1
+                    kept.append(line.strip())
+                    continue
+            raw = parse_line(number, line)
+            if raw is None:
+                continue  # a blank line: numbered, not counted
+            clean, outcome = sanitizer.process(raw)
+            if clean is not None:
+                kept.append(clean)
+            elif rejects is not None:
+                rejects.write(_reject_line(raw, outcome) + b"\n")
+        if kept:
+            kept.append(b"")
+            out.write(b"\n".join(kept))
+    report.total_records += fast
+    report.kept_records += fast
+    report.formats["messages"] += fast

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from legalft.data.outputs import atomic_output, check_outputs, write_atomic
+from legalft.data.registry import file_sha256
 from legalft.legal.citations import act_key, cited_act_titles
 
 
@@ -26,6 +28,16 @@ class SplitResult:
     groups: int
     shared_acts: list[str]  # Acts found on both sides (empty when grouped)
     records_without_act: int = 0
+
+    @classmethod
+    def from_summary(cls, data: dict[str, Any], train_path: Path, val_path: Path) -> "SplitResult":
+        """A finished split read back from its files and its ``split.json``."""
+        def rows(path: Path) -> list[dict[str, Any]]:
+            with open(path, encoding="utf-8") as fh:
+                return [json.loads(line) for line in fh if line.strip()]
+
+        return cls(rows(train_path), rows(val_path), data["grouped_by_act"], data["groups"], data["shared_acts"],
+                   data.get("records_without_act", 0))
 
     def to_dict(self) -> dict[str, Any]:
         return {"train_records": len(self.train), "validation_records": len(self.validation),
@@ -127,18 +139,48 @@ def split_records(
                        records_without_act=sum(1 for acts in per_record if not acts))
 
 
+def _settings(path, val_fraction: float, seed: int, group_by_act: bool) -> dict[str, Any]:
+    return {"source_sha256": file_sha256(path), "val_fraction": val_fraction, "seed": seed, "group_by_act": group_by_act}
+
+
+def finished_split(path: str | Path, out_dir: str | Path, val_fraction: float, seed: int = 0,
+                   group_by_act: bool = False, *, settings: dict[str, Any] | None = None
+                   ) -> tuple[Path, Path, dict[str, Any]] | None:
+    """(train, validation, summary) of a split of this file with these settings already in ``out_dir``."""
+    out_dir = Path(out_dir)
+    train_path, val_path, summary = out_dir / "train.jsonl", out_dir / "validation.jsonl", out_dir / "split.json"
+    if not (summary.is_file() and train_path.is_file() and val_path.is_file()):
+        return None
+    try:
+        saved = json.loads(summary.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
+    if saved.get("settings") != (settings or _settings(path, val_fraction, seed, group_by_act)):
+        return None
+    return train_path, val_path, saved["result"]
+
+
 def split_file(
     path: str | Path, out_dir: str | Path, val_fraction: float, seed: int = 0, group_by_act: bool = False
 ) -> tuple[Path, Path, SplitResult]:
-    """Split a clean JSONL file into ``train.jsonl`` and ``validation.jsonl`` in ``out_dir``."""
+    """Split a clean JSONL file into ``train.jsonl`` and ``validation.jsonl`` in ``out_dir``.
+
+    Each side is written whole or not at all; ``split.json`` (the result's summary) is written last,
+    so ``split_file`` of the same file and settings into the same folder reuses a finished split.
+    """
+    out_dir = Path(out_dir)
+    train_path, val_path, summary = out_dir / "train.jsonl", out_dir / "validation.jsonl", out_dir / "split.json"
+    check_outputs({"the input file": path}, {"train.jsonl": train_path, "validation.jsonl": val_path})
+    settings = _settings(path, val_fraction, seed, group_by_act)
+    done = finished_split(path, out_dir, val_fraction, seed, group_by_act, settings=settings)
+    if done is not None:
+        return train_path, val_path, SplitResult.from_summary(done[2], train_path, val_path)
     with open(path, encoding="utf-8-sig") as fh:
         records = [json.loads(line) for line in fh if line.strip()]
     result = split_records(records, val_fraction, seed=seed, group_by_act=group_by_act)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    train_path, val_path = out_dir / "train.jsonl", out_dir / "validation.jsonl"
     for target, rows in ((train_path, result.train), (val_path, result.validation)):
-        with open(target, "w", encoding="utf-8") as fh:
+        with atomic_output(target, "w") as fh:
             for row in rows:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_atomic(summary, json.dumps({"settings": settings, "result": result.to_dict()}))
     return train_path, val_path, result

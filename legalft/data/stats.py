@@ -41,9 +41,16 @@ def cited_acts(text: str) -> list[str]:
     return acts
 
 
+# Tokenizers that failed to load, with why: an offline hub id can take many seconds to fail, so it
+# is tried once per process, not on every page rerun.
+_FAILED_TOKENIZERS: dict[str, str] = {}
+
+
 @lru_cache(maxsize=4)
 def load_tokenizer(name_or_path: str):
     """A Hugging Face tokenizer from a local folder or a hub id (imports transformers on first use)."""
+    if name_or_path in _FAILED_TOKENIZERS:
+        raise ValueError(_FAILED_TOKENIZERS[name_or_path])
     try:
         from transformers import AutoTokenizer
     except ImportError as exc:  # pragma: no cover - transformers is a runtime dependency
@@ -51,10 +58,19 @@ def load_tokenizer(name_or_path: str):
     try:
         return AutoTokenizer.from_pretrained(name_or_path)
     except Exception as exc:  # noqa: BLE001 - hub and file errors vary
-        raise ValueError(
-            f"cannot load tokenizer {name_or_path!r}: {exc.__class__.__name__}. "
-            "Give a local model folder, or a hub id this machine can download"
-        ) from None
+        message = (f"cannot load tokenizer {name_or_path!r}: {exc.__class__.__name__}. "
+                   "Give a local model folder, or a hub id this machine can download")
+        _FAILED_TOKENIZERS[name_or_path] = message
+        raise ValueError(message) from None
+
+
+def tokenizer_problem(name_or_path: str) -> str | None:
+    """Why the tokenizer cannot be used (loading it once to find out), or None when it can."""
+    try:
+        load_tokenizer(name_or_path)
+    except (ValueError, RuntimeError) as exc:
+        return str(exc)
+    return None
 
 
 def token_counter(tokenizer: str | None) -> Callable[[str], int]:

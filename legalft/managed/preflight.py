@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,14 +62,17 @@ class PreflightReport:
 
 
 def preflight_dataset(path: str | Path, *, out_dir: str | Path | None = None) -> PreflightReport:
-    """Clean ``path`` with the sanitizer, then check the clean file against the service's rules.
+    """Clean ``path`` with the sanitizer (its rules, the only ones), then check the service's own rules.
 
-    The clean file and the rejects go under ``LEGALFT_HOME/datasets/token_factory/`` (or ``out_dir``),
-    named by the source's content hash, so running it again on the same file reuses the names.
+    The clean file, the rejects and the sanitizer's report go under ``LEGALFT_HOME/datasets/token_factory/``
+    (or ``out_dir``), named by the source's content hash and the sanitizer's version. Each is written
+    to a temporary file and renamed into place, the report last: concurrent pre-flights of one
+    dataset never read a half-written file, and a finished one is shared (reused, not redone).
     """
+    from legalft.data.outputs import write_atomic
     from legalft.data.readers import DatasetReadError
     from legalft.data.registry import file_sha256
-    from legalft.data.sanitize import sanitize_file
+    from legalft.data.sanitize import SANITIZER_VERSION, sanitize_file
 
     source = Path(path)
     report = PreflightReport(source_path=str(source))
@@ -77,51 +81,84 @@ def preflight_dataset(path: str | Path, *, out_dir: str | Path | None = None) ->
         return report
     folder = Path(out_dir) if out_dir else subdir("datasets") / "token_factory"
     folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{source.stem}-{file_sha256(source)[:12]}"
-    upload, rejects = folder / f"{stem}.clean.jsonl", folder / f"{stem}.rejects.jsonl"
-    try:
-        sanitized = sanitize_file(source, upload, rejects)
-    except DatasetReadError as exc:
-        report.errors.append(str(exc))
-        return report
-    report.sanitize = sanitized.to_dict()
-    report.upload_path, report.rejects_path = str(upload), str(rejects)
-    if sanitized.dropped_records:
-        report.warnings.append(
-            f"{sanitized.dropped_records} of {sanitized.total_records} records were dropped; "
-            f"see {rejects.name} for each one and why")
-    check_service_rules(upload, report)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", source.stem).strip("-") or "dataset"
+    stem = f"{name}-{file_sha256(source)[:12]}-v{SANITIZER_VERSION}"
+    upload, rejects, saved = (folder / f"{stem}.clean.jsonl", folder / f"{stem}.rejects.jsonl",
+                              folder / f"{stem}.preflight.json")
+    result = _finished(saved, upload)
+    if result is None:
+        try:
+            sanitized = sanitize_file(source, upload, rejects)
+        except DatasetReadError as exc:
+            report.errors.append(str(exc))
+            return report
+        from legalft.costs import estimate_trained_tokens
+
+        result = {"sanitize": sanitized.to_dict(), "estimated_tokens": estimate_trained_tokens(upload).per_epoch}
+        write_atomic(saved, json.dumps(result))
+    report.sanitize = result["sanitize"]
+    report.upload_path = str(upload)
+    report.rejects_path = str(rejects) if report.sanitize["dropped_records"] else None
+    dropped, total = report.sanitize["dropped_records"], report.sanitize["total_records"]
+    if dropped:
+        report.warnings.append(f"{dropped} of {total} records were dropped; see {rejects.name} for each one and why")
+    check_service_rules(upload, report, records=report.sanitize["kept_records"])
+    report.estimated_tokens = result["estimated_tokens"]
     return report
 
 
-def check_service_rules(upload: Path, report: PreflightReport) -> None:
-    """The service's own rules, on the file exactly as it will be uploaded."""
+def _finished(saved: Path, upload: Path) -> dict[str, Any] | None:
+    """The result of an earlier pre-flight of the same content, when it finished."""
+    if not (saved.is_file() and upload.is_file()):
+        return None
+    try:
+        return json.loads(saved.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return None
+
+
+def check_service_rules(upload: Path, report: PreflightReport, *, records: int | None = None) -> None:
+    """The service's own rules, on the file exactly as it will be uploaded.
+
+    ``records`` is the sanitizer's count when ``upload`` is its clean file: its rules already end
+    every conversation with the assistant, so the file is not read again. A file from elsewhere is
+    read and checked for that rule.
+    """
+    upload = Path(upload)
     report.bytes = upload.stat().st_size
     if report.bytes > MAX_FILE_BYTES:
         report.errors.append(
             f"the clean file is {report.bytes / 1024**3:.2f} GB; the service's limit is 5 GB: split it")
-    bad_lines: list[int] = []
-    with open(upload, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            report.records += 1
-            if "messages" in record:
-                messages = record["messages"]
-                if not messages or messages[-1].get("role") != "assistant":
-                    bad_lines.append(number)
-    if bad_lines:
-        shown = ", ".join(map(str, bad_lines[:10])) + (" ..." if len(bad_lines) > 10 else "")
-        report.errors.append(
-            f"{len(bad_lines)} conversation(s) do not end with an assistant message (clean file lines {shown})")
+    if records is None:
+        records, bad_lines = _read_conversations(upload)
+        if bad_lines:
+            shown = ", ".join(map(str, bad_lines[:10])) + (" ..." if len(bad_lines) > 10 else "")
+            report.errors.append(
+                f"{len(bad_lines)} conversation(s) do not end with an assistant message (clean file lines {shown})")
+    report.records = records
     if report.records == 0:
         report.errors.append("no records are left after cleaning: check the file's format")
     elif report.records < 10:
         report.warnings.append(f"only {report.records} records: fine-tuning on so few rarely helps")
-    from legalft.costs import estimate_trained_tokens
+    if report.estimated_tokens == 0 and records:
+        from legalft.costs import estimate_trained_tokens
 
-    report.estimated_tokens = estimate_trained_tokens(upload).per_epoch
+        report.estimated_tokens = estimate_trained_tokens(upload).per_epoch
+
+
+def _read_conversations(upload: Path) -> tuple[int, list[int]]:
+    """(records, lines whose conversation does not end with the assistant) of a JSONL file."""
+    from legalft.data.readers import iter_records
+
+    count, bad = 0, []
+    for raw in iter_records(upload, fmt="jsonl"):
+        count += 1
+        value = raw.value if isinstance(raw.value, dict) else {}
+        messages = value.get("messages")
+        if "messages" in value and not (isinstance(messages, list) and messages and isinstance(messages[-1], dict)
+                                        and messages[-1].get("role") == "assistant"):
+            bad.append(raw.line)
+    return count, bad
 
 
 # --- the client -----------------------------------------------------------------------------------
