@@ -134,11 +134,11 @@ def check_budget(kind: str, estimate: float | None, *, action: str = "", target:
 def launch_estimate(*args: Any, **kwargs: Any) -> float | None:
     """The estimate of a managed ``launch_job(dataset, config)`` call: the pre-flight's training cost."""
     from legalft.managed.config import LaunchConfig
-    from legalft.managed.preflight import PreflightReport
+    from legalft.managed.preflight import UploadPreflight
 
     report = args[0] if args else kwargs.get("dataset")
     config = (args[1] if len(args) > 1 else kwargs.get("config")) or LaunchConfig()
-    if not isinstance(report, PreflightReport):
+    if not isinstance(report, UploadPreflight):
         from legalft.managed.preflight import preflight_dataset
 
         try:

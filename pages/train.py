@@ -363,7 +363,7 @@ else:
     p3.metric("Training cost", costs.format_money(training_cost.cost), help=training_cost.basis)
     if training_cost.cost is None:
         st.caption(tf.price_note(model))
-    for error in report.errors:
+    for error in report.problems:
         st.error(error)
     for warning in report.warnings:
         st.caption(f"⚠️ {warning}")

@@ -551,20 +551,20 @@ def test_preflight_blocks_what_the_service_would_refuse(tmp_path, monkeypatch):
     garbage = tmp_path / "garbage.jsonl"
     garbage.write_text("{not json\n[1, 2]\n")
     report = tf.preflight_dataset(garbage)
-    assert not report.ok and "no records are left after cleaning" in report.errors[-1]
+    assert not report.ok and "no records are left after cleaning" in report.problems[-1]
     with pytest.raises(tf.PreflightError, match="garbage.jsonl cannot be uploaded"):
         tf.launch_job(report, client=tf.TokenFactoryClient("k-unused", "http://127.0.0.1:9/v1"))
     assert list_jobs() == []  # nothing recorded, nothing sent
 
     clean = tmp_path / "upload.jsonl"
     clean.write_text(json.dumps(qa(1)) + "\n" + json.dumps({"messages": [{"role": "user", "content": "q"}]}) + "\n")
-    checked = tf.PreflightReport(source_path=str(clean), upload_path=str(clean))
+    checked = tf.UploadPreflight(source_path=str(clean), upload_path=str(clean))
     check_service_rules(clean, checked)
-    assert checked.errors == ["1 conversation(s) do not end with an assistant message (clean file lines 2)"]
+    assert checked.problems == ["1 conversation(s) do not end with an assistant message (clean file lines 2)"]
 
     monkeypatch.setattr(preflight_module, "MAX_FILE_BYTES", 100)
     big = tf.preflight_dataset(REFERENCE_QA)
-    assert not big.ok and "the service's limit is 5 GB" in big.errors[0]
+    assert not big.ok and "the service's limit is 5 GB" in big.problems[0]
     assert not tf.preflight_dataset(tmp_path / "missing.jsonl").ok
 
 

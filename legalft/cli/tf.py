@@ -107,7 +107,7 @@ def _print_preflight(label: str, report) -> None:
         print(f"  upload file: {report.upload_path} ({report.bytes / 1e6:.2f} MB, ~{report.estimated_tokens:,} tokens)")
     for warning in report.warnings:
         print(f"  warning: {warning}")
-    for error in report.errors:
+    for error in report.problems:
         print(f"  error: {error}")
 
 

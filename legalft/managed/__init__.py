@@ -6,7 +6,7 @@ deployments and chat (``deploy.py``), all over one client (``client.py``). Impor
 SDK. Key lookup (``legalft.secrets``) and errors (``legalft.errors``) are leaf modules both paths
 share, so nothing here imports the chat client's internals and nothing imports back.
 
-    report = preflight_dataset("clean.jsonl")              # PreflightReport (service rules, cost)
+    report = preflight_dataset("clean.jsonl")              # UploadPreflight (service rules, cost)
     job = launch_job(report, LaunchConfig(n_epochs=3))     # recorded before the upload
     job = sync_job(job.id)                                 # status, events, checkpoints, cost
     endpoint = deploy_checkpoint(job.id, name="uk-legal")  # then poll_deployment(endpoint.model)
@@ -60,11 +60,11 @@ from legalft.managed.display import (
 )
 from legalft.managed.integrations import INTEGRATION_LABELS, build_integrations, integration_status
 from legalft.managed.jobs import MANAGED_POLL_SECONDS, cancel_job, close_job, launch_job, sync_job, wait_for_job
-from legalft.managed.preflight import MAX_FILE_BYTES, PreflightError, PreflightReport, preflight_dataset
+from legalft.managed.preflight import MAX_FILE_BYTES, PreflightError, UploadPreflight, preflight_dataset
 
 __all__ = [
     "BaseModelInfo", "ChatAnswer", "DEFAULT_BASE_URL", "HYPERPARAMETER_NAMES", "KEY_ENV", "LaunchConfig",
-    "MANAGED_POLL_SECONDS", "MAX_FILE_BYTES", "MAX_SUFFIX_CHARS", "ModelCatalogue", "PATH", "PreflightError", "PreflightReport",
+    "MANAGED_POLL_SECONDS", "MAX_FILE_BYTES", "MAX_SUFFIX_CHARS", "ModelCatalogue", "PATH", "PreflightError", "UploadPreflight",
     "ProgressCallback", "SMOKE_TEST_QUESTION", "TokenFactoryClient", "URL_ENV", "cancel_job", "catalogue_path",
     "chat", "client_for", "close_job", "configured_base_url", "delete_model", "deploy_checkpoint",
     "deployment_base_model", "describe_connection", "launch_job", "list_models", "load_model_catalogue",

@@ -18,7 +18,7 @@ from legalft.jobs import Job, add_events, claim_poll, create_job, require_job, u
 from legalft.jobs import close_job as jobs_close
 from legalft.managed.client import PATH, ProgressCallback, TokenFactoryClient, _iso, client_for
 from legalft.managed.config import LaunchConfig
-from legalft.managed.preflight import PreflightError, PreflightReport, preflight_dataset
+from legalft.managed.preflight import PreflightError, UploadPreflight, preflight_dataset
 from legalft.polling import poll_until
 
 log = logging.getLogger(__name__)
@@ -29,10 +29,10 @@ MANAGED_POLL_SECONDS = 10.0
 
 @action("managed.launch", cost=launch_estimate, budget="managed")
 def launch_job(
-    dataset: str | Path | PreflightReport,
+    dataset: str | Path | UploadPreflight,
     config: LaunchConfig | None = None,
     *,
-    validation: str | Path | PreflightReport | None = None,
+    validation: str | Path | UploadPreflight | None = None,
     name: str | None = None,
     client: TokenFactoryClient | None = None,
     progress: ProgressCallback | None = None,
@@ -54,7 +54,7 @@ def launch_job(
     for role, item in (("training", dataset), ("validation", validation)):
         if item is None:
             continue
-        report = item if isinstance(item, PreflightReport) else preflight_dataset(item)
+        report = item if isinstance(item, UploadPreflight) else preflight_dataset(item)
         if not report.ok:
             raise PreflightError(report)
         reports[role] = report

@@ -17,14 +17,14 @@ MAX_FILE_BYTES = 5 * 1024**3
 class PreflightError(BadRequest):
     """The dataset breaks the service's rules; ``report`` says where."""
 
-    def __init__(self, report: "PreflightReport"):
-        problems = "; ".join(report.errors[:5])
+    def __init__(self, report: "UploadPreflight"):
+        problems = "; ".join(report.problems[:5])
         super().__init__(f"{Path(report.source_path).name} cannot be uploaded: {problems}")
         self.report = report
 
 
 @dataclass
-class PreflightReport:
+class UploadPreflight:
     """What the dataset looks like to the service, before anything is uploaded."""
 
     source_path: str
@@ -38,13 +38,13 @@ class PreflightReport:
     bytes: int = 0
     estimated_tokens: int = 0
     """Trained tokens per epoch as the service counts them (``legalft.costs.estimate_trained_tokens``)."""
-    errors: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
     """Breaks of the service's rules; any one blocks the upload."""
     warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.errors and self.upload_path is not None
+        return not self.problems and self.upload_path is not None
 
     def estimated_cost(self, model: str, epochs: int, packing: bool = True,
                        context_length: int | None = None) -> float | None:
@@ -61,7 +61,7 @@ class PreflightReport:
         return {**asdict(self), "ok": self.ok}
 
 
-def preflight_dataset(path: str | Path, *, out_dir: str | Path | None = None) -> PreflightReport:
+def preflight_dataset(path: str | Path, *, out_dir: str | Path | None = None) -> UploadPreflight:
     """Clean ``path`` with the sanitizer (its rules, the only ones), then check the service's own rules.
 
     The clean file, the rejects and the sanitizer's report go under ``LEGALFT_HOME/datasets/token_factory/``
@@ -75,9 +75,9 @@ def preflight_dataset(path: str | Path, *, out_dir: str | Path | None = None) ->
     from legalft.data.sanitize import SANITIZER_VERSION, sanitize_file
 
     source = Path(path)
-    report = PreflightReport(source_path=str(source))
+    report = UploadPreflight(source_path=str(source))
     if not source.is_file():
-        report.errors.append(f"{source} does not exist or is not a file")
+        report.problems.append(f"{source} does not exist or is not a file")
         return report
     folder = Path(out_dir) if out_dir else subdir("datasets") / "token_factory"
     folder.mkdir(parents=True, exist_ok=True)
@@ -90,7 +90,7 @@ def preflight_dataset(path: str | Path, *, out_dir: str | Path | None = None) ->
         try:
             sanitized = sanitize_file(source, upload, rejects)
         except DatasetReadError as exc:
-            report.errors.append(str(exc))
+            report.problems.append(str(exc))
             return report
         from legalft.costs import estimate_trained_tokens
 
@@ -117,7 +117,7 @@ def _finished(saved: Path, upload: Path) -> dict[str, Any] | None:
         return None
 
 
-def check_service_rules(upload: Path, report: PreflightReport, *, records: int | None = None) -> None:
+def check_service_rules(upload: Path, report: UploadPreflight, *, records: int | None = None) -> None:
     """The service's own rules, on the file exactly as it will be uploaded.
 
     ``records`` is the sanitizer's count when ``upload`` is its clean file: its rules already end
@@ -127,17 +127,17 @@ def check_service_rules(upload: Path, report: PreflightReport, *, records: int |
     upload = Path(upload)
     report.bytes = upload.stat().st_size
     if report.bytes > MAX_FILE_BYTES:
-        report.errors.append(
+        report.problems.append(
             f"the clean file is {report.bytes / 1024**3:.2f} GB; the service's limit is 5 GB: split it")
     if records is None:
         records, bad_lines = _read_conversations(upload)
         if bad_lines:
             shown = ", ".join(map(str, bad_lines[:10])) + (" ..." if len(bad_lines) > 10 else "")
-            report.errors.append(
+            report.problems.append(
                 f"{len(bad_lines)} conversation(s) do not end with an assistant message (clean file lines {shown})")
     report.records = records
     if report.records == 0:
-        report.errors.append("no records are left after cleaning: check the file's format")
+        report.problems.append("no records are left after cleaning: check the file's format")
     elif report.records < 10:
         report.warnings.append(f"only {report.records} records: fine-tuning on so few rarely helps")
     if report.estimated_tokens == 0 and records:

@@ -36,14 +36,14 @@ from legalft.train.launch import (
     wait_for_job,
 )
 from legalft.train.merge import MergeReport, merge_run
-from legalft.train.preflight import DatasetCheck, PreflightReport, TemplateReport, check_dataset, preflight
+from legalft.train.preflight import DatasetCheck, TemplateReport, TrainPreflight, check_dataset, preflight
 from legalft.train.recipes import RecipeInfo, list_recipes, load_recipe
 from legalft.train.rundir import find_checkpoints, read_log_tail, read_metrics, read_status
 from legalft.train.smoke import SMOKE_MODEL_ID, build_smoke_model, ensure_smoke_model
 
 __all__ = [
     "DatasetCheck", "DatasetError", "DistributedConfig", "GpuInfo", "Hardware", "JobStateError", "MemoryEstimate",
-    "MergeReport", "ModelShape", "ModelUnavailableError", "PreflightReport", "RecipeInfo", "SMOKE_MODEL_ID",
+    "MergeReport", "ModelShape", "ModelUnavailableError", "TrainPreflight", "RecipeInfo", "SMOKE_MODEL_ID",
     "TemplateReport", "TrainConfig", "TrainConfigError", "accelerate_config", "build_smoke_model", "cancel_job",
     "check_dataset", "detect_hardware", "ensure_smoke_model", "estimate_memory", "find_checkpoints",
     "job_run_dir", "launch_command", "list_recipes", "load_recipe", "merge_run", "model_shape", "parse_override",

@@ -241,7 +241,7 @@ def load_records(path: str | Path) -> list[dict[str, Any]]:
 # ---- the whole preflight ----------------------------------------------------------------------
 
 @dataclass
-class PreflightReport:
+class TrainPreflight:
     """Everything checked before a job starts. ``problems`` block the start; ``warnings`` do not."""
 
     problems: list[str] = field(default_factory=list)
@@ -276,13 +276,13 @@ def check_hardware(config: TrainConfig, hardware: Hardware) -> list[str]:
     return problems
 
 
-def preflight(config: TrainConfig, hardware: Hardware | None = None, *, load_model_files: bool = True) -> PreflightReport:
+def preflight(config: TrainConfig, hardware: Hardware | None = None, *, load_model_files: bool = True) -> TrainPreflight:
     """Check a config before starting it: files, hardware, setting names, chat template, memory.
 
     With ``load_model_files`` the tokenizer is loaded (a local folder, the Hub cache, or a download
     when online), which is how an unreachable or gated model is caught before the job starts.
     """
-    report = PreflightReport()
+    report = TrainPreflight()
     hardware = hardware or detect_hardware()
     if not config.train_file:
         report.problems.append("there is no training file: pick one on the Dataset page, or pass --dataset FILE")
