@@ -163,7 +163,7 @@ def view(job_id: str, log_lines: int = 40) -> JobView:
         result.step, result.total_steps = progress.get("step"), progress.get("total_steps")
         if job.run_dir:
             result.metrics = [
-                {k: row.get(k) for k in ("step", "epoch", "loss", "eval_loss", "learning_rate",
+                {k: row.get(k) for k in ("step", "time", "epoch", "loss", "eval_loss", "learning_rate",
                                           "tokens_per_second", "grad_norm", "mean_token_accuracy") if k in row}
                 for row in read_metrics(job.run_dir)
             ]
@@ -227,12 +227,44 @@ _PLAIN = (
 )
 
 
+_TRAINER_DICT = re.compile(r"^\{'(loss|eval_loss|train_runtime)': .*\}$")
+
+
+def _number_text(value: Any) -> str:
+    try:
+        return f"{float(value):.4g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _trainer_line(line: str) -> str:
+    """The Trainer's printed dicts in words: ``epoch 0.15 · loss 7.05``."""
+    import ast
+
+    try:
+        values = ast.literal_eval(line)
+    except (ValueError, SyntaxError):
+        return line
+    epoch = f"epoch {_number_text(values['epoch'])} · " if "epoch" in values else ""
+    if "train_runtime" in values:
+        return (f"training done in {_number_text(values['train_runtime'])} s"
+                + (f" · average loss {_number_text(values['train_loss'])}" if "train_loss" in values else ""))
+    if "eval_loss" in values:
+        return f"{epoch}validation loss {_number_text(values['eval_loss'])}"
+    return f"{epoch}loss {_number_text(values['loss'])}" + (
+        f" · learning rate {_number_text(values['learning_rate'])}" if "learning_rate" in values else "")
+
+
 def readable_log(lines: list[str]) -> list[str]:
     """The log as a reader needs it: library warnings, deprecation notices and progress bars left
-    out, a few lines put in plain words. The raw log stays in the run folder (and downloadable)."""
+    out, the trainer's dicts and a few lines put in plain words. The raw log stays in the run folder
+    (and downloadable)."""
     out: list[str] = []
     for line in lines:
         if any(pattern.search(line) for pattern in _NOISE):
+            continue
+        if _TRAINER_DICT.match(line.strip()):
+            out.append(_trainer_line(line.strip()))
             continue
         for pattern, plain in _PLAIN:
             match = pattern.search(line)

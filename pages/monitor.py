@@ -32,14 +32,15 @@ rows = [{
     "started": (j.started_at or j.created_at or "")[:16].replace("T", " "),
     "duration": monitor.format_duration(monitor.duration_seconds(j)),
 } for j in jobs]
+# Widths in pixels that add up to the page's width, so no column is cut off at the right.
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
-    "job": st.column_config.TextColumn("Job", width="medium"),
-    "status": st.column_config.TextColumn("Status", width="small"),
-    "path": st.column_config.TextColumn("Path", width="small"),
-    "model": st.column_config.TextColumn("Model", width="medium"),
-    "dataset": st.column_config.TextColumn("Dataset", width="medium"),
-    "started": st.column_config.TextColumn("Started (UTC)", width="small"),
-    "duration": st.column_config.TextColumn("Duration", width="small"),
+    "job": st.column_config.TextColumn("Job", width=190),
+    "status": st.column_config.TextColumn("Status", width=85),
+    "path": st.column_config.TextColumn("Path", width=120),
+    "model": st.column_config.TextColumn("Model", width=150),
+    "dataset": st.column_config.TextColumn("Dataset", width=150),
+    "started": st.column_config.TextColumn("Started (UTC)", width=120),
+    "duration": st.column_config.TextColumn("Duration", width=75),
 })
 
 ids = [j.id for j in jobs]
@@ -172,10 +173,14 @@ def _provider_data_panel(job) -> None:
                 st.error(render_error(exc))
 
 
-def _render(job_id: str) -> bool:
+def _render(job_id: str, live: bool = False) -> bool:
     """Draw the job's panel; returns whether nothing more changes by itself (ended, deployments settled)."""
     view = monitor.view(job_id)
     job = view.job
+    if live and _settled(job):
+        # Swap in the finished panel before drawing its buttons here: a button drawn by this (live)
+        # fragment's last run keeps its fragment, and a click on it would go nowhere after the swap.
+        st.rerun()
     if view.sync_warning:
         st.warning(view.sync_warning)
     head = st.columns([2, 1, 1, 1])
@@ -193,7 +198,8 @@ def _render(job_id: str) -> bool:
     _charts(view)
     left, right = st.columns([3, 2])
     left.markdown("**" + ("Events" if job.path == "token_factory" else "Log") + "**")
-    left.code("\n".join(view.activity[-40:]) or "(nothing yet)", language=None, wrap_lines=True)
+    # The newest lines, short enough to keep the next steps' buttons within reach below.
+    left.code("\n".join(view.activity[-20:]) or "(nothing yet)", language=None, wrap_lines=True)
     if job.path == "local":
         from pathlib import Path
 
@@ -284,8 +290,7 @@ def _settled(job) -> bool:
 @st.fragment(run_every=REFRESH_SECONDS)
 def live_panel(job_id: str) -> None:
     """Re-drawn every few seconds while the job runs or a deployment settles; a full rerun then stops it."""
-    if _render(job_id):
-        st.rerun()
+    _render(job_id, live=True)
 
 
 @st.fragment

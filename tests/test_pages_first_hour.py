@@ -52,12 +52,16 @@ def test_the_log_leaves_out_library_noise_and_says_cancel_plainly():
         "Tokenizing train dataset:  45%|████▌     | 67/148 [00:00<00:00, 1442.06 examples/s]",
         " 30%|███       | 11/37 [00:01<00:02, 9.1it/s]",
         "{'loss': '7.325', 'epoch': '0.027'}",
+        "{'eval_loss': '6.912', 'eval_runtime': '0.0506', 'epoch': '0.2353'}",
+        "{'train_runtime': '3.432', 'train_loss': '6.851', 'epoch': '1'}",
         "2026-12-02 06:50:37,522 INFO legalft.train: received SIGTERM: cancelling",
         "===== 2026-12-02T06:52:00+00:00 attempt 2: /venv/bin/python -m legalft.train /runs/run-1",
     ]
     assert monitor.readable_log(raw) == [
         "2026-12-02 06:50:26 started",
-        "{'loss': '7.325', 'epoch': '0.027'}",
+        "epoch 0.027 · loss 7.325",
+        "epoch 0.2353 · validation loss 6.912",
+        "training done in 3.432 s · average loss 6.851",
         "2026-12-02 06:50:37,522 INFO legalft.train: Stopping: the run was cancelled.",
         "2026-12-02 06:52:00 attempt 2: resumed",
     ]
