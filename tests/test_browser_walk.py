@@ -252,7 +252,7 @@ def walk_the_first_hour(legalft_home, walk_folder, upload, expected, bundled, sp
         # Costs: a changed scenario changes the answer.
         walk.navigate("Costs", lambda: walk.sidebar("Costs"), walk.metric("Managed service"))
         before = walk.metric("Managed service").first.inner_text()
-        queries = page.get_by_label("Queries per day")
+        queries = page.get_by_role("spinbutton", name="Queries per day", exact=True)
         queries.fill("5000")
         page.get_by_role("button", name="Update").click()
         deadline = time.monotonic() + 30
