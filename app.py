@@ -4,9 +4,11 @@ from pathlib import Path
 
 import streamlit as st
 
-st.set_page_config(page_title="legalft", page_icon=":material/balance:", layout="wide")
-
 ROOT = Path(__file__).parent
+
+# A local file: an icon name (":material/...:" or an emoji) makes the browser fetch the favicon from the
+# internet, which fails offline.
+st.set_page_config(page_title="legalft", page_icon=str(ROOT / "assets" / "favicon.png"), layout="wide")
 
 # (section, file, title, icon). The default page comes first.
 PAGES = [

@@ -181,6 +181,41 @@ def _from_folder(path: Path, label: str, job_id: str | None = None) -> ModelSour
                        chat_template_file=_template_file(path, Path(base) if Path(base).is_dir() else None))
 
 
+def run_label(job) -> str:
+    """How a served model names the run it came from: ``smoke · run-20260101-…``."""
+    return f"{job.name} · {job.id}" if job.name and job.name != job.id else job.id
+
+
+def _job_for_folder(path: Path):
+    """The local job whose run folder is ``path`` or holds it (its ``merged/`` or ``adapter/``)."""
+    from legalft.jobs import list_jobs
+
+    resolved = path.resolve()
+    for job in list_jobs(path="local"):
+        if job.run_dir and Path(job.run_dir).resolve() in (resolved, resolved.parent):
+            return job
+    return None
+
+
+def vllm_unavailable(has_gpu: bool | None = None) -> str | None:
+    """Why vLLM cannot serve here, in plain words for the Chat page (None when it can).
+
+    The CLI's ``ServeError`` names the install command; a page names what to choose instead."""
+    if has_gpu is None:
+        from legalft.train.hardware import detect_hardware
+
+        has_gpu = detect_hardware().has_gpu
+    if not has_gpu:
+        return ("vLLM serves models on an NVIDIA GPU, and this machine has none. Choose **local**: it serves the "
+                "model on this machine's processor (slower, fine for trying a model).")
+    try:
+        find_vllm()
+    except ServeError:
+        return ("vLLM is not installed on this machine. Whoever set up the studio can add it (README, “Serving with "
+                "vLLM”); until then choose **local**.")
+    return None
+
+
 def resolve_target(target: str | Path) -> ModelSource:
     """What to serve for ``smoke``, a job id, a run folder, a model folder or an adapter folder."""
     text = str(target).strip()
@@ -193,6 +228,9 @@ def resolve_target(target: str | Path) -> ModelSource:
         return ModelSource(model=str(path.resolve()), label="smoke", chat_template_file=_template_file(path))
     path = Path(text).expanduser()
     if path.is_dir():
+        job = _job_for_folder(path)
+        if job is not None:  # a run's folder (or its merged/adapter): named after the run it belongs to
+            return _from_folder(path, label=run_label(job), job_id=job.id)
         return _from_folder(path, label=path.name if path.name not in ("merged", "adapter") else path.parent.name)
     from legalft.jobs import get_job
 
@@ -203,7 +241,7 @@ def resolve_target(target: str | Path) -> ModelSource:
                              f"(`legalft tf deploy {job.id}`, then `legalft chat`)")
         if job.status != "succeeded":
             raise ServeError(f"job {job.id} is {job.status}; a model can be served once it succeeded")
-        return _from_folder(Path(job.run_dir), label=job.name or job.id, job_id=job.id)
+        return _from_folder(Path(job.run_dir), label=run_label(job), job_id=job.id)
     raise ServeError(f"{text!r} is neither a folder nor a job id; give `smoke`, a job id (legalft jobs), a run "
                      "folder, or a model folder")
 

@@ -57,9 +57,9 @@ def _local_sources() -> dict[str, str]:
             continue
         merged = job.output.get("merged") or str(Path(job.run_dir) / "merged")
         if Path(merged, "config.json").is_file():
-            sources[f"{job.name or job.id} (merged)"] = merged
+            sources[f"Run {serve.run_label(job)} (merged)"] = merged
         elif Path(job.run_dir, "adapter").is_dir():
-            sources[f"{job.name or job.id} (adapter, unmerged)"] = str(Path(job.run_dir, "adapter"))
+            sources[f"Run {serve.run_label(job)} (adapter, unmerged)"] = str(Path(job.run_dir, "adapter"))
     return sources
 
 
@@ -102,7 +102,10 @@ with st.expander("Start a local model server", expanded=bool(pending) or not end
     start_as = st.radio("Start it as", ["the model", "the base model, to compare with"], key="chat_start_role",
                         index=1 if comparing else 0, horizontal=True,
                         help="A base model server joins the comparison without replacing the model you chat with.")
-    if st.button("Start server", key="chat_start", type="primary"):
+    blocked = serve.vllm_unavailable() if kind == "vllm" else None
+    if blocked:
+        st.info(blocked, icon=":material/memory:")
+    if st.button("Start server", key="chat_start", type="primary", disabled=bool(blocked)):
         _start(folder.strip() or sources[choice], kind, as_base=start_as.startswith("the base"))
         st.rerun()
     running = [s for s in servers if s.status in ("active", "starting")]
@@ -126,9 +129,14 @@ by_id = {e.id: e for e in endpoints}
 ids = list(by_id)
 
 
+KIND_LABELS = {"local": "local server", "vllm": "vLLM", "token_factory": "Token Factory"}
+
+
 def _label(endpoint_id: int) -> str:
+    """Name, which run it came from (when the name does not say), where it is served, and its status."""
     e = by_id[endpoint_id]
-    return f"{e.name} · {e.kind} · {e.status}"
+    run = f" · run {e.job_id}" if e.job_id and e.job_id not in e.name else ""
+    return f"{e.name}{run} · {KIND_LABELS.get(e.kind, e.kind)} · {e.status}"
 
 
 if st.session_state.get("chat_endpoint") not in by_id:
@@ -276,10 +284,18 @@ def _ask(target, question: str, record: dict, grounding) -> None:
 with st.spinner("Opening the statute index (built once, on first use) …"):
     index = default_index()
 
+# The conversation scrolls in a box of its own that keeps its newest lines in view, so the answers
+# streaming in (two columns side by side in compare mode) are on screen without scrolling the page.
+conversation = st.container(height=560, border=True, key="chat_conversation") if history else st.container()
+question = st.chat_input("Ask about UK legislation, e.g. What does section 1 of the Interpretation Act 1978 say?",
+                         key="chat_question")
+if question and not history:
+    conversation = st.container(height=560, border=True, key="chat_conversation")
+
 for number, turn in enumerate(history):
-    with st.chat_message("user"):
+    with conversation, st.chat_message("user"):
         st.markdown(turn["question"])
-    with st.chat_message("assistant"):
+    with conversation, st.chat_message("assistant"):
         if len(turn["answers"]) == 1:
             _show(turn["answers"][0], f"{number}_0")
         else:
@@ -288,10 +304,8 @@ for number, turn in enumerate(history):
                     st.markdown(f"**{answer['name']}**")
                     _show(answer, f"{number}_{side}")
 
-question = st.chat_input("Ask about UK legislation, e.g. What does section 1 of the Interpretation Act 1978 say?",
-                         key="chat_question")
 if question:
-    with st.chat_message("user"):
+    with conversation, st.chat_message("user"):
         st.markdown(question)
     targets = [endpoint, base] if base is not None else [endpoint]
     grounding = retrieve(question, index, int(k)) if grounded else None
@@ -301,7 +315,7 @@ if question:
                          "retrieved": grounding.to_list() if grounding else []} for t in targets]}
     history.append(turn)
     st.button("Stop", key="chat_stop_answer", help="Stop the answer; what came so far is kept.")
-    with st.chat_message("assistant"):
+    with conversation, st.chat_message("assistant"):
         if grounding is not None:
             with st.expander(f"Provisions given to the model ({len(grounding.provisions)})"):
                 for provision in grounding.provisions:

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from legalft import doctor
+from legalft import auth, doctor, monitor
 from legalft.data.registry import list_datasets
 from legalft.endpoints import list_endpoints
 from legalft.errors import LegalftError, render_error
@@ -12,12 +12,27 @@ st.title("legalft")
 st.markdown("Fine-tune a language model on UK legislation, on **your own GPU** or on **Nebius Token Factory**, "
             "and see what each costs before you start.")
 
-steps = st.columns(4)
-steps[0].markdown("**1 · Data**  \nUpload Q&A or convert statute; repair, inspect, split.")
-steps[1].markdown("**2 · Train**  \nLoRA on your GPU, or a managed fine-tune.")
-steps[2].markdown("**3 · Monitor**  \nLoss, progress and cost, for both paths on one screen.")
-steps[3].markdown("**4 · Chat**  \nAsk the fine-tuned model; compare with the base model.")
-st.caption("Costs: the planner compares the managed service with a GPU of your own, with dated, editable prices.")
+def page_title(page: str) -> str:
+    return page.removeprefix("pages/").removesuffix(".py").capitalize()
+
+
+# The four steps are links to their pages: the workflow is read and followed from here.
+visible = auth.visible_pages(auth.current_user())
+STEPS = [
+    ("pages/dataset.py", "1 · Data", ":material/dataset:", "Upload Q&A or convert statute; repair, inspect, split."),
+    ("pages/train.py", "2 · Train", ":material/model_training:", "LoRA on your GPU, or a managed fine-tune."),
+    ("pages/monitor.py", "3 · Monitor", ":material/monitoring:", "Loss, progress and cost, for both paths on one screen."),
+    ("pages/chat.py", "4 · Chat", ":material/forum:", "Ask the fine-tuned model; compare with the base model."),
+]
+for column, (page, label, icon, text) in zip(st.columns(4), STEPS):
+    with column.container(border=True):
+        if page_title(page) in visible:
+            st.page_link(page, label=f"**{label}**", icon=icon)
+        else:  # a viewer has no Dataset or Train page to go to
+            st.markdown(f"**{label}**")
+        st.caption(text)
+st.page_link("pages/costs.py", label="Costs", icon=":material/payments:")
+st.caption("The planner compares the managed service with a GPU of your own, with dated, editable prices.")
 
 health = doctor.check()
 if not health.ok:
@@ -52,13 +67,22 @@ if datasets:
 else:
     st.info("No dataset registered yet. The Dataset page opens with the bundled reference set ready: "
             "review it and press **Use for training**.")
-st.page_link("pages/dataset.py", label="Open the Dataset page", icon=":material/dataset:")
+if "Dataset" in visible:
+    st.page_link("pages/dataset.py", label="Open the Dataset page", icon=":material/dataset:")
 
 if jobs:
     st.subheader("Recent jobs")
-    st.dataframe([{"id": j.id, "path": j.path, "status": j.status, "model": j.base_model, "created": j.created_at}
-                  for j in jobs], hide_index=True, width="stretch")
+    # One row a job, each a link to it on the Monitor page; the path named as the Monitor page names it.
+    for job in jobs:
+        row = st.columns([3, 1, 2, 3, 2], vertical_alignment="center")
+        row[0].page_link("pages/monitor.py", label=job.name and f"{job.name} · {job.id}" or job.id,
+                         icon=":material/open_in_new:", query_params={"job": job.id})
+        row[1].markdown(monitor.status_label(job.status))
+        row[2].markdown(monitor.path_label(job.path))
+        row[3].markdown(f"`{job.base_model}`")
+        row[4].caption((job.created_at or "")[:16].replace("T", " ") + " UTC")
 if endpoints:
     st.subheader("Endpoints")
-    st.dataframe([{"name": e.name, "kind": e.kind, "model": e.model, "status": e.status} for e in endpoints],
-                 hide_index=True, width="stretch")
+    st.dataframe([{"name": e.name, "kind": e.kind, "run": e.job_id or "", "model": e.model, "status": e.status}
+                  for e in endpoints], hide_index=True, width="stretch")
+    st.page_link("pages/chat.py", label="Chat with a model", icon=":material/forum:")

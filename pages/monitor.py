@@ -27,11 +27,21 @@ if not jobs:
     st.stop()
 
 rows = [{
-    "id": j.id, "status": j.status, "path": monitor.PATH_LABELS.get(j.path, j.path), "model": j.base_model,
-    "dataset": (j.dataset_path or "").rsplit("/", 1)[-1], "started": j.started_at or j.created_at,
+    "job": j.id, "status": monitor.status_label(j.status), "path": monitor.path_label(j.path),
+    "model": j.base_model, "dataset": monitor.dataset_label(j),
+    "started": (j.started_at or j.created_at or "")[:16].replace("T", " "),
     "duration": monitor.format_duration(monitor.duration_seconds(j)),
 } for j in jobs]
-st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+# Widths in pixels that add up to the page's width, so no column is cut off at the right.
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+    "job": st.column_config.TextColumn("Job", width=190),
+    "status": st.column_config.TextColumn("Status", width=85),
+    "path": st.column_config.TextColumn("Path", width=120),
+    "model": st.column_config.TextColumn("Model", width=150),
+    "dataset": st.column_config.TextColumn("Dataset", width=150),
+    "started": st.column_config.TextColumn("Started (UTC)", width=120),
+    "duration": st.column_config.TextColumn("Duration", width=75),
+})
 
 ids = [j.id for j in jobs]
 # The chosen job lives in the URL, so a browser refresh comes back to it.
@@ -41,7 +51,7 @@ if wanted in ids:
 elif st.session_state.get("monitor_job") not in ids:
     st.session_state["monitor_job"] = ids[0]
 job_id = st.selectbox("Job", ids, key="monitor_job",
-                      format_func=lambda i: f"{i} · {next(r['status'] for r in rows if r['id'] == i)}")
+                      format_func=lambda i: f"{i} · {next(r['status'] for r in rows if r['job'] == i)}")
 st.query_params["job"] = job_id
 
 
@@ -57,16 +67,58 @@ def _charts(view: monitor.JobView) -> None:
     figure = make_subplots(rows=1, cols=len(panels), subplot_titles=titles)
     names = {"loss": "train loss", "eval_loss": "validation loss", "learning_rate": "learning rate",
              "tokens_per_second": "tokens/s"}
+    steps = frame["step"].dropna()
+    few = steps.nunique() <= 2
     for col, keys in enumerate(panels, start=1):
         for key in keys:
             if key in frame and frame[key].notna().any():
                 points = frame[["step", key]].dropna()
                 figure.add_trace(go.Scatter(x=points["step"], y=points[key], name=names[key],
-                                            mode="lines+markers" if managed or key == "eval_loss" else "lines"),
+                                            showlegend=col == 1 and len(keys) > 1,
+                                            mode="lines+markers" if managed or few or key == "eval_loss" else "lines"),
                                  row=1, col=col)
-        figure.update_xaxes(title_text="step", row=1, col=col)
-    figure.update_layout(height=320, margin=dict(t=40, b=10), legend=dict(orientation="h"))
+        # Steps are whole numbers; one or two points get a range around them rather than a zoom into decimals.
+        xaxis = dict(title_text="step", tickformat="d", rangemode="tozero")
+        if few and not steps.empty:
+            xaxis.update(range=[max(0, steps.min() - 1), steps.max() + 1], dtick=1)
+        figure.update_xaxes(row=1, col=col, **xaxis)
+        if few:
+            figure.update_yaxes(row=1, col=col, rangemode="tozero")
+    # The legend sits above the first panel's title, clear of the axes and their titles.
+    figure.update_layout(height=330, margin=dict(t=70, b=10),
+                         legend=dict(orientation="h", x=0, xanchor="left", y=1.25, yanchor="bottom"))
     st.plotly_chart(figure, width="stretch", key=f"monitor_chart_{view.job.id}")
+
+
+def _progress_text(view: monitor.JobView) -> str:
+    """``step 12 of 34 · about 40s left``; the rate is measured, so the first steps say so instead of guessing."""
+    job = view.job
+    text = f"step {view.step or 0} of {view.total_steps or '?'}"
+    if job.status == "running":
+        text += (f" · about {monitor.format_duration(view.seconds_left)} left" if view.seconds_left is not None
+                 else " · measuring the speed for the time left")
+    if view.restarted_from is not None and not job.is_terminal:
+        text += f" · resumed: it restarts from the checkpoint saved at step {view.restarted_from}"
+    return text
+
+
+def _serve_and_chat(job) -> None:
+    """Start a server for the merged model (or find the one already serving it), then open Chat on it."""
+    from legalft import serve
+
+    with st.spinner("Starting a model server for this run; on a CPU it takes about half a minute …"):
+        try:
+            endpoint = serve.start_server(job.output["merged"], kind="local", name=f"{job.name or 'run'} · {job.id}")
+        except (LegalftError, serve.ServeError) as exc:
+            st.error(f"The server did not start: {render_error(exc) if isinstance(exc, LegalftError) else exc}")
+            return
+    if endpoint.status != "active":
+        st.error(f"The server did not come up: {endpoint.details.get('error') or endpoint.status}")
+        return
+    for key in ("chat_endpoint", "_keep_chat_endpoint"):
+        st.session_state[key] = endpoint.id
+    st.session_state["chat_notice"] = ("success", f"{endpoint.name} is serving: ask it a question below.")
+    st.switch_page("pages/chat.py")
 
 
 def _deploy_panel(job) -> None:
@@ -121,31 +173,41 @@ def _provider_data_panel(job) -> None:
                 st.error(render_error(exc))
 
 
-def _render(job_id: str) -> bool:
+def _render(job_id: str, live: bool = False) -> bool:
     """Draw the job's panel; returns whether nothing more changes by itself (ended, deployments settled)."""
     view = monitor.view(job_id)
     job = view.job
+    if live and _settled(job):
+        # Swap in the finished panel before drawing its buttons here: a button drawn by this (live)
+        # fragment's last run keeps its fragment, and a click on it would go nowhere after the swap.
+        st.rerun()
     if view.sync_warning:
         st.warning(view.sync_warning)
     head = st.columns([2, 1, 1, 1])
-    head[0].markdown(f"### {job.id}\n{monitor.PATH_LABELS.get(job.path, job.path)} · `{job.base_model}`")
+    head[0].markdown(f"### {job.id}\n{monitor.path_label(job.path)} · `{job.base_model}` · {monitor.dataset_label(job)}")
     head[1].metric("Status", monitor.status_label(job.status), help=f"as the service says: {job.status}")
-    head[2].metric("Duration", monitor.format_duration(monitor.duration_seconds(job)))
+    head[2].metric("Duration", monitor.format_duration(monitor.duration_seconds(job)),
+                   help="Time spent training: a spell cancelled before a resume is not counted.")
     spent = costs.job_cost(job)
     head[3].metric("Cost (est. → actual)", costs.format_money(spent.estimate) if spent.estimate is not None else "—",
                    delta=f"actual {costs.format_money(spent.actual)}" if spent.actual is not None else "actual: not yet",
                    delta_color="off", help=f"Estimate: {spent.estimate_basis}. Actual: {spent.actual_basis}.")
-    fraction = view.fraction
-    label = f"step {view.step or 0} of {view.total_steps or '?'}"
-    if view.seconds_left is not None:
-        label += f" · about {monitor.format_duration(view.seconds_left)} left"
-    st.progress(fraction or 0.0, text=label)
+    st.progress(view.fraction or 0.0, text=_progress_text(view))
     if job.error:
         st.error(job.error)
     _charts(view)
     left, right = st.columns([3, 2])
     left.markdown("**" + ("Events" if job.path == "token_factory" else "Log") + "**")
-    left.code("\n".join(view.activity[-40:]) or "(nothing yet)", language=None, wrap_lines=True)
+    # The newest lines, short enough to keep the next steps' buttons within reach below.
+    left.code("\n".join(view.activity[-20:]) or "(nothing yet)", language=None, wrap_lines=True)
+    if job.path == "local":
+        from pathlib import Path
+
+        raw = Path(job.output.get("log") or "")
+        left.caption("Library warnings and progress bars are left out here; the full log has them.")
+        if raw.is_file():
+            left.download_button("Download the full log", raw.read_bytes(), f"{job.id}.log", "text/plain",
+                                 key=f"monitor_log_{job.id}")
     right.markdown("**Config**")
     right.json(job.config, expanded=False)
     if job.path == "local":
@@ -199,22 +261,23 @@ def _render(job_id: str) -> bool:
                 except LegalftError as exc:  # a viewer's refusal, or a run that cannot be merged
                     st.error(render_error(exc))
                 else:
-                    st.session_state["monitor_merge_message"] = report.message
+                    # Kept per job: a message about merging one job is not shown under another.
+                    st.session_state.setdefault("monitor_merge_messages", {})[job.id] = report.message
                     st.rerun()
             if merged:
                 parity = job.output.get("parity_ok")
                 st.success(f"Merged into {merged} · parity check {'passed' if parity else 'FAILED'}")
-                if buttons[3].button("Serve and chat", key=f"monitor_serve_{job.id}", type="primary"):
-                    st.session_state["chat_model_dir"] = merged
-                    st.switch_page("pages/chat.py")
+                if buttons[3].button("Serve and chat", key=f"monitor_serve_{job.id}", type="primary",
+                                     help="Starts a model server for the merged model, then opens Chat on it"):
+                    _serve_and_chat(job)
+            elif job.id in st.session_state.get("monitor_merge_messages", {}):
+                st.info(st.session_state["monitor_merge_messages"][job.id])
         else:
             _deploy_panel(job)
         if buttons[4].button("Chat", key=f"monitor_chat_{job.id}"):
             st.switch_page("pages/chat.py")
     if job.path == "token_factory" and job.is_terminal:
         _provider_data_panel(job)
-    if st.session_state.get("monitor_merge_message"):
-        st.info(st.session_state["monitor_merge_message"])
     return _settled(job)
 
 
@@ -227,8 +290,7 @@ def _settled(job) -> bool:
 @st.fragment(run_every=REFRESH_SECONDS)
 def live_panel(job_id: str) -> None:
     """Re-drawn every few seconds while the job runs or a deployment settles; a full rerun then stops it."""
-    if _render(job_id):
-        st.rerun()
+    _render(job_id, live=True)
 
 
 @st.fragment

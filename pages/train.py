@@ -20,6 +20,7 @@ from legalft.train import (
     start_training,
 )
 from legalft.train.form import CLOUD_SETTINGS, Setting, form_values
+from legalft.train.preflight import check_hardware
 
 st.title("Train")
 
@@ -75,6 +76,9 @@ d2.metric("Trained tokens per epoch", f"{training['trained_tokens_per_epoch']:,}
           help=f"As Token Factory counts them for {training['trained_tokens_model']}: {training['trained_tokens_basis']}")
 hold_out = d3.number_input("Validation hold-out (grouped by Act)", 0.0, 0.5, 0.1, 0.05, key="train_holdout",
                            help="A held-out share gives the validation-loss curve; 0 trains on everything.")
+st.caption("Training uses this registered dataset and holds out the share above for validation (grouped by Act, "
+           "seed 0). The split on the Dataset page (**Split & export**) is only for downloading the two files; "
+           "it does not change what trains here.")
 
 
 @st.cache_data(show_spinner="Holding out a validation split …", max_entries=16)
@@ -198,6 +202,11 @@ def _where_to_train():
     return target, check
 
 
+def _request_launch(key: str) -> None:
+    """A click on a Launch button: remembered before the rerun, so the button is drawn disabled while it works."""
+    st.session_state[key] = True
+
+
 def _go_to_monitor(job_id: str) -> None:
     st.session_state["monitor_job_id"] = job_id
     st.switch_page("pages/monitor.py")
@@ -259,19 +268,29 @@ if path.startswith("Cloud"):
     hardware = (target.hardware(target_check) if target and target_check else None) or _hardware()
     st.subheader("5 · Hardware and memory")
     st.write(hardware.describe() if not target else f"{target.describe()}: " + hardware.describe())
+    # What stops the run on this hardware, whatever the memory: said first, with the fix (a click away).
+    blockers = check_hardware(config, hardware)
+    for blocker in blockers:
+        st.error(f"**This cannot train here:** {blocker}.", icon=":material/block:")
+    if config.method in ("qlora", "lora-8bit") and any("needs a CUDA GPU" in b for b in blockers):
+        st.button("Use LoRA instead (trains on the CPU)", key="train_use_lora",
+                  on_click=lambda: st.session_state.update({widget_key("method"): "lora"}))
     estimate = estimate_memory(config, hardware)
     if estimate.fits is None:
         st.info(" ".join(estimate.notes) or "Memory cannot be estimated for this model.")
     else:
+        in_memory = estimate.total_gib <= estimate.available_gib
         m1, m2, m3 = st.columns(3)
         m1.metric("Estimated peak", f"{estimate.total_gib:.1f} GiB")
         m2.metric("Available", f"{estimate.available_gib:.1f} GiB", help=f"on {estimate.device}")
-        m3.metric("Fits", "yes" if estimate.fits else "no")
+        m3.metric("Fits in memory", "yes" if in_memory else "no",
+                  help="Memory only: whether the run can start here at all is said above.")
         st.bar_chart(pd.Series(estimate.components(), name="GiB"), horizontal=True, height=200)
-        if not estimate.fits and estimate.suggestion:
+        if not in_memory and estimate.suggestion:
             st.warning(f"Does not fit. Suggestion: {estimate.suggestion}")
         for note in estimate.notes:
-            st.caption(note)
+            if not any(note.split(" (")[0] in blocker for blocker in blockers):
+                st.caption(note)
 
     st.subheader("6 · Cost before launch")
     one_time = costs.one_time_gpu_cost(costs.effective_prices())
@@ -282,17 +301,26 @@ if path.startswith("Cloud"):
 
     st.caption(budget.headroom_text("gpu", round(one_time.cost, 2)))
     reason = _override_reason("gpu", round(one_time.cost, 2), "train_budget_reason")
-    if st.button("Launch training", type="primary", key="train_launch"):
-        try:
-            with budget.maybe_override(reason), st.spinner(
-                    "Checking the settings" + (f" and {target.describe()}" if target else "") + " …"):
-                job = start_training(config, train_path, validation_path=val_path, dataset_id=dataset.id,
-                                     name=s.get("train_name") or recipe_name, estimated_cost=round(one_time.cost, 2),
-                                     target=target)
-        except (LegalftError, ValueError, RuntimeError) as exc:
-            st.error(f"Not launched: {render_error(exc)}")
-        else:
-            _go_to_monitor(job.id)
+    # Taken at once, so a second click (the button is disabled while this run works) cannot launch twice.
+    launching = st.session_state.pop("train_launch_requested", False)
+    st.button("Launch training", type="primary", key="train_launch", disabled=bool(blockers) or launching,
+              on_click=_request_launch, args=("train_launch_requested",),
+              help="Fix what is said above first." if blockers else None)
+    if launching:
+        with st.status("Launching: checking the settings, the dataset and the base model"
+                       + (f" and {target.describe()}" if target else "") + " …", expanded=True) as progress:
+            st.write("Loading the base model's tokenizer takes a few seconds the first time.")
+            try:
+                with budget.maybe_override(reason):
+                    job = start_training(config, train_path, validation_path=val_path, dataset_id=dataset.id,
+                                         name=s.get("train_name") or recipe_name,
+                                         estimated_cost=round(one_time.cost, 2), target=target)
+            except (LegalftError, ValueError, RuntimeError) as exc:
+                progress.update(label="Not launched", state="error", expanded=True)
+                st.error(f"Not launched: {render_error(exc)}")
+            else:
+                progress.update(label=f"Launched {job.id}: opening it on the Monitor page …", state="complete")
+                _go_to_monitor(job.id)
 
 # ---- 3b. Managed path ---------------------------------------------------------------------------
 else:
@@ -372,8 +400,11 @@ else:
 
     st.caption(budget.headroom_text("managed", training_cost.cost))
     reason = _override_reason("managed", training_cost.cost, "train_tf_budget_reason")
-    if st.button("Launch on Token Factory", type="primary", key="train_tf_launch",
-                 disabled=not (report.ok and connection["has_key"])):
+    launching = st.session_state.pop("train_tf_launch_requested", False)
+    st.button("Launch on Token Factory", type="primary", key="train_tf_launch",
+              disabled=not (report.ok and connection["has_key"]) or launching,
+              on_click=_request_launch, args=("train_tf_launch_requested",))
+    if launching:
         bar = st.progress(0.0, text="Uploading …")
         try:
             with budget.maybe_override(reason):

@@ -58,13 +58,20 @@ def test_cloud_settings_show_memory_and_cost_and_reject_contradictions(tmp_path)
     registered_reference(tmp_path)
     at = open_page("pages/train.py")
     assert metric(at, "Records") == "148"
-    assert metric(at, "Fits") == "yes"
+    assert metric(at, "Fits in memory") == "yes"
     assert metric(at, "One-time GPU cost (setup, training, merge, server start)").startswith("$")
     assert any("CPU" in c.value for c in at.caption)  # no GPU here, said plainly
+    assert not at.button(key="train_launch").disabled
     at.selectbox(key="train_method").set_value("qlora").run()  # the Method setting (config key "method")
-    said = [e.value for e in at.error] + [w.value for w in at.warning] + [c.value for c in at.caption]
-    assert any("needs a CUDA GPU" in text for text in said), said
-    assert metric(at, "Fits") == "no"
+    # The real reason is the headline, not a caption under a "fits: no" that contradicts the figures.
+    [error] = [e.value for e in at.error]
+    assert error.startswith("**This cannot train here:**") and "needs a CUDA GPU" in error
+    assert not any("needs a CUDA GPU" in c.value for c in at.caption)
+    assert metric(at, "Fits in memory") == "yes"
+    assert at.button(key="train_launch").disabled  # refused before a click, not 8 s after one
+    at.button(key="train_use_lora").click().run()  # the fix, one click away
+    assert at.selectbox(key="train_method").value == "lora" and not at.error
+    assert not at.button(key="train_launch").disabled
 
 
 @pytest.mark.slow

@@ -307,9 +307,12 @@ def test_oom_advice_names_the_settings():
 
 def test_model_errors_say_how_to_get_the_model():
     gated = describe_model_error("meta-llama/Llama-3.1-8B-Instruct", OSError("401 Client Error: gated repo"))
-    assert "hf auth login" in gated and "--model PATH" in gated
+    assert "hf auth login" in gated and "model folder on this machine" in gated
     offline = describe_model_error("x/y", OSError("We couldn't connect to 'https://huggingface.co'"))
-    assert "local folder" in offline and "smoke-model" in offline
+    assert "model folder on this machine" in offline and "builtin:smoke" in offline
+    # The words suit a browser as well as a shell: no flags, and not the library's own exception.
+    for text in (gated, offline):
+        assert "--" not in text and "OSError" not in text and "huggingface.co'" not in text
 
 
 # ---- run directory ----------------------------------------------------------------------------

@@ -28,8 +28,8 @@ WHERE_DATA_GOES = {
     "local": "Cloud path: the dataset, checkpoints and model stay in this machine's state folder (LEGALFT_HOME); "
              "nothing is sent to a provider.",
     "token_factory": "Managed path: the cleaned dataset is uploaded to Nebius Token Factory, which trains and keeps "
-                      "the files, checkpoints and deployed models on its servers until deleted; the Monitor page and "
-                      "`legalft provider-data JOB --delete` delete them.",
+                      "the files, checkpoints and deployed models on its servers until deleted: **Delete at the "
+                      "provider**, under the job's **Data at the provider** on the Monitor page, deletes them.",
 }
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 
 class DatasetError(ValueError):
@@ -17,26 +20,29 @@ DATASET_PAGE_HINT = "Open it on the Dataset page to clean it (or run `legalft da
 
 
 def describe_model_error(name: str, exc: BaseException) -> str:
-    """Why ``name`` did not load and what to do about it."""
+    """Why ``name`` did not load and what to do about it, in words that suit the Train page and the
+    CLI alike (no command-line flags). The library's own exception goes to the log, not the message:
+    a reader of a raw ``OSError`` learns nothing they can act on."""
     text = f"{type(exc).__name__}: {exc}"
+    logger.info("base model %r did not load: %s", name, _short(text, 2000))
     lowered = text.lower()
     if any(word in lowered for word in ("gated", "401", "403", "restricted", "access to model", "awaiting")):
         return (
             f"cannot load the base model {name!r}: it is gated. Accept its licence on "
-            f"https://huggingface.co/{name}, then log in with `hf auth login` (or set HF_TOKEN), "
-            "or set base_model to a local folder with --model PATH. Detail: " + _short(text)
+            f"https://huggingface.co/{name}, then sign this machine in to Hugging Face (`hf auth login`, or set "
+            "HF_TOKEN) and try again; or set the base model to a model folder on this machine."
         )
     if any(word in lowered for word in ("offline", "couldn't connect", "connection", "resolve", "localentrynotfound",
                                         "cannot find the requested files", "timed out", "not a local folder",
                                         "repositorynotfound", "404", "does not appear to have", "is not a valid",
                                         "repo id must be")):
         return (
-            f"cannot load the base model {name!r}: it is not in the local cache and the Hub is unreachable or"
-            " does not have it. Check the id, connect to the internet once to download it (HF_HUB_OFFLINE must"
-            " be unset), or set base_model to a local folder with --model PATH (`legalft smoke-model DIR`"
-            " builds an offline test model). Detail: " + _short(text)
+            f"cannot load the base model {name!r}: there is no model of that name on this machine, and the"
+            " Hugging Face Hub cannot be reached or has no such model. Check the spelling (a Hub id looks like"
+            " org/name), connect to the internet once so it can be downloaded, or set the base model to a model"
+            " folder on this machine; builtin:smoke (the smoke recipe) needs no download."
         )
-    return f"cannot load the base model {name!r}: {_short(text)}"
+    return f"cannot load the base model {name!r}: {_short(str(exc) or type(exc).__name__, 200)}"
 
 
 def describe_oom(config: Any, step: int | None) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -152,12 +153,26 @@ def _spawn(job_id: str, run_dir: Path, config: TrainConfig, resumed_from: int | 
             yaml.safe_dump(accelerate_config(config), sort_keys=False), encoding="utf-8")
     record = read_json(run_dir / RUN_FILE) or {"job_id": job_id, "created_at": utc_now(), "attempts": []}
     # Keep the progress of earlier attempts visible until the new process reports its own.
-    kept = ("latest", "latest_eval", "total_steps", "step", "epoch", "last_checkpoint_step")
+    kept = ("latest", "latest_eval", "total_steps", "step", "epoch", "last_checkpoint_step", "paused_seconds")
     number = len(record["attempts"]) + 1
+    previous = read_status(run_dir)
+    paused = float(previous.get("paused_seconds") or 0.0)
+    ended = previous.get("finished_at") if record["attempts"] else None
+    if ended:
+        # The time the run sat cancelled or failed before this resume is not part of its duration.
+        try:
+            stopped = datetime.fromisoformat(ended)
+            stopped = stopped if stopped.tzinfo else stopped.replace(tzinfo=timezone.utc)
+            paused += max(0.0, (datetime.now(timezone.utc) - stopped).total_seconds())
+        except ValueError:
+            pass
     write_json_atomic(run_dir / STATUS_FILE, {
-        **{k: v for k, v in read_status(run_dir).items() if k in kept},
+        **{k: v for k, v in previous.items() if k in kept},
         "state": "queued", "phase": "starting", "job_id": job_id, "attempt": number,
         "heartbeat": time.time(), "error": None, "finished_at": None,
+        **({"paused_seconds": round(paused, 1)} if paused else {}),
+        # A resume starts again from its checkpoint: say so from the start, not once the trainer reports.
+        **({"resumed_from_step": resumed_from, "step": resumed_from} if resumed_from is not None else {}),
     })
     try:
         process = procs.spawn_detached(command, log_path=run_dir / LOG_FILE, cwd=run_dir, env=procs.checkout_env(env),
@@ -437,7 +452,7 @@ def _sync(job: Job, run_dir: Path, status: dict[str, Any]) -> Job:
     progress = {
         key: status.get(key)
         for key in ("step", "total_steps", "epoch", "phase", "heartbeat", "heartbeat_at", "pid", "device",
-                    "precision", "last_checkpoint_step", "resumed_from_step", "attempt")
+                    "precision", "last_checkpoint_step", "resumed_from_step", "attempt", "paused_seconds")
         if status.get(key) is not None
     }
     for key in ("loss", "eval_loss", "learning_rate", "tokens_seen", "tokens_per_second", "mean_token_accuracy"):
