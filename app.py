@@ -12,14 +12,14 @@ st.set_page_config(page_title="legalft", page_icon=str(ROOT / "assets" / "favico
 
 # (section, file, title, icon). The default page comes first.
 PAGES = [
-    ("Workflow", "pages/home.py", "Home", ":material/account_balance:"),
-    ("Workflow", "pages/dataset.py", "Dataset", ":material/dataset:"),
-    ("Workflow", "pages/train.py", "Train", ":material/model_training:"),
-    ("Workflow", "pages/monitor.py", "Monitor", ":material/monitoring:"),
-    ("Workflow", "pages/evaluate.py", "Evaluate", ":material/fact_check:"),
-    ("Plan", "pages/costs.py", "Costs", ":material/payments:"),
-    ("Use", "pages/chat.py", "Chat", ":material/forum:"),
-    ("Studio", "pages/activity.py", "Activity", ":material/history:"),
+    ("Workflow", "views/home.py", "Home", ":material/account_balance:"),
+    ("Workflow", "views/dataset.py", "Dataset", ":material/dataset:"),
+    ("Workflow", "views/train.py", "Train", ":material/model_training:"),
+    ("Workflow", "views/monitor.py", "Monitor", ":material/monitoring:"),
+    ("Workflow", "views/evaluate.py", "Evaluate", ":material/fact_check:"),
+    ("Plan", "views/costs.py", "Costs", ":material/payments:"),
+    ("Use", "views/chat.py", "Chat", ":material/forum:"),
+    ("Studio", "views/activity.py", "Activity", ":material/history:"),
 ]
 
 # Sign-in (st.login, OpenID Connect) when .streamlit/secrets.toml has an [auth] section; otherwise one
@@ -40,7 +40,8 @@ def _refused() -> None:
     st.button("Sign out", key="app_logout_refused", on_click=st.logout)
 
 
-# A gate is the only page there is (st.navigation, so no file under pages/ can be reached by its URL).
+# A gate is the only page there is (st.navigation, so no file under views/ can be reached by its URL;
+# the folder is not named pages/, which Streamlit would serve by itself on a fresh server, gate skipped).
 gate = None
 if auth.signin_configured() and not st.user.is_logged_in:
     gate = _sign_in

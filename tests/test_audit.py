@@ -259,7 +259,7 @@ def test_activity_page_shows_filters_exports_and_sets_a_budget(tmp_path):
     with acting_as(User(id="vera@firm.co.uk", name="Vera", role="viewer", source="sign-in")), \
             pytest.raises(AccessDenied):
         set_budget("gpu", 1.0)
-    at = _open("pages/activity.py")
+    at = _open("views/activity.py")
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Entries"] == "2" and metrics["Users"] == "2" and metrics["Refused"] == "1"
     table = at.dataframe[0].value
@@ -280,7 +280,7 @@ def test_activity_page_shows_filters_exports_and_sets_a_budget(tmp_path):
 def test_monitor_page_lists_and_deletes_data_at_the_provider(standin, tmp_path):
     job = tf.wait_for_job(tf.launch_job(tf.preflight_dataset(_data(tmp_path)), tf.LaunchConfig(n_epochs=1)).id,
                           poll_seconds=0.05)
-    at = _open("pages/monitor.py")
+    at = _open("views/monitor.py")
     at.query_params["job"] = job.id
     at.run()
     rows = at.dataframe[-1].value
@@ -303,7 +303,7 @@ def test_train_page_shows_the_estimate_against_the_budget_and_an_admin_overrides
     sanitize_file(ROOT / "data" / "legislation_qa_clean.jsonl", clean)
     register_dataset(clean, "reference.jsonl")
     set_budget("managed", 0.0)
-    at = _open("pages/train.py")
+    at = _open("views/train.py")
     at.radio(key="train_path").set_value("Nebius Token Factory (managed)").run()
     line = next(c.value for c in at.caption if c.value.startswith("Budget:"))
     assert "against $0.00 left of $0.00" in line and "OVER what is left" in line

@@ -100,3 +100,19 @@ def test_sign_in_with_roles_and_the_allow_list(tmp_path, legalft_home, oidc_prov
     from legalft.audit import list_audit
 
     assert [e.action for e in list_audit(action_prefix="users")] == ["users.set"] * 3
+
+
+def test_a_page_url_on_a_fresh_server_is_behind_the_sign_in_too(tmp_path, legalft_home, oidc_provider):
+    """The first request of a fresh server goes straight to a page's URL: Streamlit must not run a page
+    file it discovered by itself (which would skip app.py's gate); the sign-in shows instead."""
+    server = StreamlitServer(legalft_home)
+    server.args = ["--secrets.files", str(_secrets(tmp_path, oidc_provider, server.port))]
+    server.start()
+    try:
+        with chromium_page() as page:
+            for path in ("activity", "monitor", "costs"):
+                page.goto(f"{server.url}/{path}")
+                page.get_by_text("This studio is shared: sign in").wait_for(timeout=30_000)
+                assert page.locator('[data-testid="stSidebarNav"]').count() == 0
+    finally:
+        server.stop()

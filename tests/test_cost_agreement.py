@@ -40,7 +40,7 @@ def test_train_page_costs_page_and_cli_agree(tmp_path, capsys):
     library = costs.estimate_trained_tokens(REFERENCE_QA, epochs=EPOCHS)
     assert cli["trained_tokens"] == library.total and cli["trained_tokens_per_epoch"] == library.per_epoch
 
-    train = page("pages/train.py")
+    train = page("views/train.py")
     cloud = metrics(train)
     assert cloud["Trained tokens per epoch"] == f"{library.per_epoch:,}"
     assert cloud["One-time GPU cost (setup, training, merge, server start)"] == f"${cli['gpu_one_time_cost']:,.2f}"
@@ -52,7 +52,7 @@ def test_train_page_costs_page_and_cli_agree(tmp_path, capsys):
     assert managed["Trained tokens per epoch"] == f"{cli['trained_tokens_per_epoch']:,}"
     assert managed["Training cost"] == f"${cli['managed_cost']:,.2f}"
 
-    costs_page = page("pages/costs.py", {"active_dataset_id": dataset.id})
+    costs_page = page("views/costs.py", {"active_dataset_id": dataset.id})
     costs_page.number_input(key="costs_epochs").set_value(EPOCHS).run()
     figures = metrics(costs_page)
     assert figures["Managed fine-tuning"] == f"${cli['managed_cost']:,.2f}"

@@ -16,9 +16,9 @@ from streamlit.testing.v1 import AppTest
 at = AppTest.from_file({str(ROOT / "app.py")!r}, default_timeout=60)
 at.run()
 errors = [str(e.message) for e in at.exception]
-for page in ("pages/dataset.py", "pages/train.py", "pages/monitor.py", "pages/costs.py", "pages/chat.py",
-             "pages/evaluate.py",
-             "pages/activity.py"):
+for page in ("views/dataset.py", "views/train.py", "views/monitor.py", "views/costs.py", "views/chat.py",
+             "views/evaluate.py",
+             "views/activity.py"):
     at.switch_page(page)
     at.run()
     errors += [f"{{page}}: {{e.message}}" for e in at.exception]

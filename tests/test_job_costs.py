@@ -69,7 +69,7 @@ def test_smoke_run_on_the_cpu_costs_nothing_and_gives_a_measured_throughput(tmp_
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.run()
-    at.switch_page("pages/costs.py")
+    at.switch_page("views/costs.py")
     at.run()
     at.selectbox(key="costs_measured_run").set_value(job.id).run()
     assert not at.exception, at.exception
@@ -94,7 +94,7 @@ def test_monitor_page_shows_estimate_beside_actual_for_a_cpu_run(tmp_path):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.session_state["monitor_job_id"] = job.id
     at.run()
-    at.switch_page("pages/monitor.py")
+    at.switch_page("views/monitor.py")
     at.run()
     assert not at.exception, at.exception
     cost = next(m for m in at.metric if m.label == "Cost (est. → actual)")

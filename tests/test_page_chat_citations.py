@@ -18,7 +18,7 @@ ARIA = "Advanced Research and Invention Agency Act 2022"
 
 
 def open_chat(**state) -> AppTest:
-    return open_app_page("pages/chat.py", timeout=60, **state)
+    return open_app_page("views/chat.py", timeout=60, **state)
 
 
 def test_chips_and_summary_under_a_streamed_answer(deployed):
@@ -82,9 +82,9 @@ def test_grounded_answer_is_given_the_retrieved_provisions(deployed):
 def test_settings_and_model_are_kept_across_visits(deployed):
     at = open_chat(chat_endpoint=deployed["base"].id)
     at.number_input(key="chat_max_tokens").set_value(77).run()
-    at.switch_page("pages/costs.py")
+    at.switch_page("views/costs.py")
     at.run()
-    at.switch_page("pages/chat.py")
+    at.switch_page("views/chat.py")
     at.run()
     assert not at.exception, at.exception
     assert at.number_input(key="chat_max_tokens").value == 77

@@ -17,7 +17,7 @@ def open_costs(session: dict | None = None) -> AppTest:
     for key, value in (session or {}).items():
         at.session_state[key] = value
     at.run()
-    at.switch_page("pages/costs.py")
+    at.switch_page("views/costs.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at

@@ -19,7 +19,7 @@ ARIA = "Advanced Research and Invention Agency Act 2022"
 
 
 def open_evaluate() -> AppTest:
-    return open_app_page("pages/evaluate.py")
+    return open_app_page("views/evaluate.py")
 
 
 def test_page_without_endpoints_or_runs(statute_index):
@@ -74,7 +74,7 @@ def test_monitor_shows_the_latest_evaluation_before_deploying(deployed):
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
         at.session_state["monitor_job_id"] = job.id
         at.run()
-        at.switch_page("pages/monitor.py")
+        at.switch_page("views/monitor.py")
         at.run()
         assert not at.exception, at.exception
         return at

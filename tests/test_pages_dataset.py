@@ -52,7 +52,7 @@ def test_home_shows_workflow_and_state():
 
 
 def test_dataset_page_opens_with_reference_set_and_registers_it():
-    at = open_page("pages/dataset.py")
+    at = open_page("views/dataset.py")
     values = metrics(at)
     assert (values["Records read"], values["Kept"], values["Repaired"], values["Dropped"]) == ("148", "148", "0", "0")
     issues = issues_table(at)
@@ -66,12 +66,12 @@ def test_dataset_page_opens_with_reference_set_and_registers_it():
     assert at.session_state["active_dataset_id"] == list_datasets()[0].id
     assert "Registered as dataset" in at.success[0].value
     # The home page now counts it.
-    at.switch_page("pages/home.py").run()
+    at.switch_page("views/home.py").run()
     assert metrics(at)["Datasets registered"] == "1"
 
 
 def test_split_grouped_by_act_from_the_page():
-    at = open_page("pages/dataset.py")
+    at = open_page("views/dataset.py")
     open_tab(at, "Split & export")
     at.button(key="dataset_split_go").click().run()
     assert not at.exception, at.exception
@@ -82,7 +82,7 @@ def test_split_grouped_by_act_from_the_page():
 
 
 def test_upload_with_malformed_line_shows_counts_and_line_number():
-    at = open_page("pages/dataset.py")
+    at = open_page("views/dataset.py")
     at.radio(key="dataset_source").set_value("Upload a file").run()
     content = "\n".join([
         json.dumps({"messages": [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A1"}]}),
@@ -100,14 +100,14 @@ def test_upload_with_malformed_line_shows_counts_and_line_number():
 
 
 def test_upload_of_binary_file_says_why():
-    at = open_page("pages/dataset.py")
+    at = open_page("views/dataset.py")
     at.radio(key="dataset_source").set_value("Upload a file").run()
     at.file_uploader(key="dataset_upload").upload("weights.jsonl", b"\x00\x01" * 500).run()
     assert any("binary file" in e.value for e in at.error)
 
 
 def test_convert_legislation_from_the_page():
-    at = open_page("pages/dataset.py")
+    at = open_page("views/dataset.py")
     at.radio(key="dataset_source").set_value("Convert legislation").run()
     at.multiselect(key="dataset_kinds").set_value(["provision"]).run()
     at.button[0].click().run()  # the form's submit button
@@ -131,7 +131,7 @@ def upload(at: AppTest, name: str, content: bytes) -> AppTest:
 def test_csv_empty_row_is_counted_and_an_empty_answer_is_named():
     rows = ["question,answer"] + [f"What does section {i} provide?,It provides {i}." for i in range(1, 29)]
     rows += [",", "What does section 30 provide?,"]  # a fully empty row, and an empty answer cell
-    at = upload(open_page("pages/dataset.py"), "thirty.csv", ("\n".join(rows) + "\n").encode())
+    at = upload(open_page("views/dataset.py"), "thirty.csv", ("\n".join(rows) + "\n").encode())
     values = metrics(at)
     assert (values["Records read"], values["Kept"], values["Dropped"]) == ("30", "28", "2")
     messages = list(issues_table(at)["message"])
@@ -141,7 +141,7 @@ def test_csv_empty_row_is_counted_and_an_empty_answer_is_named():
 
 def test_conversions_are_not_repairs():
     content = b"".join(json.dumps({"question": f"Q{i}?", "answer": f"A{i}."}).encode() + b"\n" for i in range(24))
-    at = upload(open_page("pages/dataset.py"), "qa.jsonl", content)
+    at = upload(open_page("views/dataset.py"), "qa.jsonl", content)
     values = metrics(at)
     assert (values["Kept"], values["Converted"], values["Repaired"]) == ("24", "24", "0")
     assert any("Every record was valid" in s.value for s in at.success)
@@ -149,13 +149,13 @@ def test_conversions_are_not_repairs():
 
 def test_prose_renamed_jsonl_gets_one_message_not_a_row_per_line():
     prose = b"Companies Act 2006\n\nPART 1\n1 Companies\nIn the Companies Acts a company means a company formed.\n"
-    at = upload(open_page("pages/dataset.py"), "act.jsonl", prose)
+    at = upload(open_page("views/dataset.py"), "act.jsonl", prose)
     assert [e.value for e in at.error if "plain text, not JSONL" in e.value and "Convert legislation" in e.value]
     assert not at.metric and not at.table  # no counts, no per-line table, no chart
 
 
 def test_banner_and_report_belong_to_the_file_shown():
-    at = open_page("pages/dataset.py")
+    at = open_page("views/dataset.py")
     at.button(key="dataset_use").click().run()
     assert any("Registered as dataset" in s.value for s in at.success)
     at = upload(at, "empty.jsonl", b'{"messages": [{"role": "user", "content": "only a question"}]}\n')
@@ -167,7 +167,7 @@ def test_banner_and_report_belong_to_the_file_shown():
 
 
 def test_unloadable_tokenizer_stays_inside_statistics(tmp_path):
-    at = open_tab(open_page("pages/dataset.py"), "Statistics")
+    at = open_tab(open_page("views/dataset.py"), "Statistics")
     at.text_input(key="dataset_tokenizer").set_value(str(tmp_path / "no-such-tokenizer")).run()
     assert not at.exception, at.exception
     assert any("cannot load tokenizer" in w.value and "approximate" in w.value for w in at.warning)
@@ -179,7 +179,7 @@ def test_unloadable_tokenizer_stays_inside_statistics(tmp_path):
 
 
 def test_browse_searches_the_whole_file_and_shows_a_matching_record():
-    at = open_tab(open_page("pages/dataset.py"), "Browse")
+    at = open_tab(open_page("views/dataset.py"), "Browse")
     at.session_state["dataset_pick"] = 1
     at.text_input(key="dataset_search").set_value("companies act 2006").run()
     table = browse_table(at)
@@ -225,7 +225,7 @@ def test_train_page_reads_what_registration_computed(monkeypatch, tmp_path):
     monkeypatch.setattr(split, "split_file", not_again)
     at = open_page()
     started = time.perf_counter()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("views/train.py").run()
     elapsed = time.perf_counter() - started
     assert not at.exception, at.exception
     assert metrics(at)["Records"] == "5,000"

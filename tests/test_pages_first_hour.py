@@ -71,7 +71,7 @@ def test_the_log_leaves_out_library_noise_and_says_cancel_plainly():
 
 def test_a_mistyped_base_model_is_refused_in_words_for_a_browser(tmp_path):
     registered(tmp_path)
-    at = open_app_page("pages/train.py")
+    at = open_app_page("views/train.py")
     at.text_input(key="train_base_model").set_value("HuggingFaceTB/SmolLM2-135M-Instruckt").run()
     at.button(key="train_launch").click().run()
     assert not at.exception, at.exception
@@ -90,7 +90,7 @@ def test_monitor_and_home_name_paths_and_datasets_alike(tmp_path):
                        dataset_path="/home/x/.legalft/datasets/uploads/3f2a9c-reference.clean.jsonl",
                        name="smoke")
     create_job("token_factory", status="failed", base_model="meta-llama/Llama-3.1-8B-Instruct")
-    at = open_app_page("pages/monitor.py")
+    at = open_app_page("views/monitor.py")
     table = at.dataframe[0].value
     assert set(table["path"]) == {"Cloud (own GPU)", "Token Factory"}
     assert "reference.jsonl (#1)" in set(table["dataset"])  # the registered name, not the internal file
@@ -117,7 +117,7 @@ def test_chat_explains_vllm_on_a_cpu_machine_and_names_the_run(monkeypatch):
     job = create_job("local", status="succeeded", job_id="run-20260101-000000-abcdef", name="smoke")
     save_endpoint(kind="local", name="smoke", base_url="http://127.0.0.1:9/v1", model="/m", status="active",
                   job_id=job.id)
-    at = open_app_page("pages/chat.py")
+    at = open_app_page("views/chat.py")
     at.radio(key="chat_server_kind").set_value("vllm").run()
     assert not at.exception, at.exception
     [info] = [i.value for i in at.info if "vLLM" in i.value]

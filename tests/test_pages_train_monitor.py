@@ -45,18 +45,18 @@ def follow_to_end(at: AppTest, timeout: float = 240) -> str:
 
 
 def test_train_page_without_a_dataset_points_to_the_dataset_page():
-    at = open_page("pages/train.py")
+    at = open_page("views/train.py")
     assert "No dataset is registered" in at.info[0].value
 
 
 def test_monitor_page_without_jobs_says_so():
-    at = open_page("pages/monitor.py")
+    at = open_page("views/monitor.py")
     assert "No fine-tuning job yet" in at.info[0].value
 
 
 def test_cloud_settings_show_memory_and_cost_and_reject_contradictions(tmp_path):
     registered_reference(tmp_path)
-    at = open_page("pages/train.py")
+    at = open_page("views/train.py")
     assert metric(at, "Records") == "148"
     assert metric(at, "Fits in memory") == "yes"
     assert metric(at, "One-time GPU cost (setup, training, merge, server start)").startswith("$")
@@ -77,14 +77,14 @@ def test_cloud_settings_show_memory_and_cost_and_reject_contradictions(tmp_path)
 @pytest.mark.slow
 def test_local_smoke_run_launched_from_train_page_and_followed_to_succeeded(tmp_path):
     dataset = registered_reference(tmp_path)
-    at = open_page("pages/train.py")
+    at = open_page("views/train.py")
     at.button(key="train_launch").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     job_id = list_jobs()[0].id
     job = get_job(job_id)
     assert job.path == "local" and job.dataset_id == dataset.id and job.estimated_cost is not None
-    at.switch_page("pages/monitor.py")
+    at.switch_page("views/monitor.py")
     assert follow_to_end(at) == "succeeded"
     charts = at.get("plotly_chart")
     assert charts, "the loss chart is drawn"
@@ -103,7 +103,7 @@ def test_local_smoke_run_launched_from_train_page_and_followed_to_succeeded(tmp_
 @pytest.mark.slow
 def test_managed_run_launched_from_train_page_followed_and_deployed(tmp_path, standin):
     registered_reference(tmp_path)
-    at = open_page("pages/train.py")
+    at = open_page("views/train.py")
     at.radio(key="train_path").set_value("Nebius Token Factory (managed)").run()
     assert not at.exception, at.exception
     assert any("API key configured" in s.value for s in at.success)
@@ -115,7 +115,7 @@ def test_managed_run_launched_from_train_page_followed_and_deployed(tmp_path, st
     assert not at.error, [e.value for e in at.error]
     job_id = list_jobs()[0].id
     assert get_job(job_id).remote_id.startswith("ftjob-")
-    at.switch_page("pages/monitor.py")
+    at.switch_page("views/monitor.py")
     assert follow_to_end(at, timeout=60) == "succeeded"
     figure = at.get("plotly_chart")[0].proto.spec
     assert "train loss" in figure and "validation loss" in figure

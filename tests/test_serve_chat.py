@@ -265,7 +265,7 @@ def test_legal_api_closes_the_upstream_stream_when_the_client_leaves(served):
 
 
 def open_chat_page(**state) -> AppTest:
-    return open_app_page("pages/chat.py", timeout=60, **state)
+    return open_app_page("views/chat.py", timeout=60, **state)
 
 
 def select(widget, label_part: str) -> None:

@@ -185,7 +185,7 @@ def test_the_train_page_checks_the_ssh_target_and_launches_there(remote, sshd, s
     register_dataset(train_file, "slice.jsonl")
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.run()
-    at.switch_page("pages/train.py")
+    at.switch_page("views/train.py")
     at.run()
     at.radio(key="train_where").set_value("My GPU VM (SSH)").run()
     at.text_input(key="train_ssh_host").input(ALIAS)

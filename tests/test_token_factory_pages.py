@@ -17,7 +17,7 @@ def managed_form(tmp_path) -> AppTest:
     registered_reference(tmp_path)
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
-    at.switch_page("pages/train.py")
+    at.switch_page("views/train.py")
     at.run()
     at.radio(key="train_path").set_value("Nebius Token Factory (managed)").run()
     assert not at.exception, at.exception
@@ -69,7 +69,7 @@ def test_monitor_shows_a_short_status_readable_events_and_no_cost_for_a_job_canc
     job_id = launched(standin, tmp_path, epochs=1)
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
-    at.switch_page("pages/monitor.py")
+    at.switch_page("views/monitor.py")
     at.run()
     assert metric(at, "Status") == "Validating"
     tf.cancel_job(job_id, small_client(standin))

@@ -23,7 +23,7 @@ reconcile_jobs()
 jobs = list_jobs()
 if not jobs:
     st.info("No fine-tuning job yet.")
-    st.page_link("pages/train.py", label="Launch one on the Train page", icon=":material/model_training:")
+    st.page_link("views/train.py", label="Launch one on the Train page", icon=":material/model_training:")
     st.stop()
 
 rows = [{
@@ -118,7 +118,7 @@ def _serve_and_chat(job) -> None:
     for key in ("chat_endpoint", "_keep_chat_endpoint"):
         st.session_state[key] = endpoint.id
     st.session_state["chat_notice"] = ("success", f"{endpoint.name} is serving: ask it a question below.")
-    st.switch_page("pages/chat.py")
+    st.switch_page("views/chat.py")
 
 
 def _deploy_panel(job) -> None:
@@ -275,7 +275,7 @@ def _render(job_id: str, live: bool = False) -> bool:
         else:
             _deploy_panel(job)
         if buttons[4].button("Chat", key=f"monitor_chat_{job.id}"):
-            st.switch_page("pages/chat.py")
+            st.switch_page("views/chat.py")
     if job.path == "token_factory" and job.is_terminal:
         _provider_data_panel(job)
     return _settled(job)

@@ -53,7 +53,7 @@ def _recommendation() -> str:
 datasets = list_datasets()
 if not datasets:
     st.info("No dataset is registered yet: review one on the Dataset page and press **Use for training**.")
-    st.page_link("pages/dataset.py", label="Go to the Dataset page", icon=":material/dataset:")
+    st.page_link("views/dataset.py", label="Go to the Dataset page", icon=":material/dataset:")
     st.stop()
 
 by_id = {d.id: d for d in datasets}
@@ -112,7 +112,7 @@ st.table(pd.DataFrame({
 }, index=["model choice", "setup", "billing", "control"]))
 st.caption(WHERE_DATA_GOES["token_factory" if path.startswith("Nebius") else "local"])
 st.caption(f"Cost planner, reference scenario (500 queries a day, 800 tokens in, 400 out): {_recommendation()}")
-st.page_link("pages/costs.py", label="Plan costs for your own scenario", icon=":material/payments:")
+st.page_link("views/costs.py", label="Plan costs for your own scenario", icon=":material/payments:")
 
 
 def _override_reason(kind: str, estimate: float | None, key: str) -> str | None:
@@ -209,7 +209,7 @@ def _request_launch(key: str) -> None:
 
 def _go_to_monitor(job_id: str) -> None:
     st.session_state["monitor_job_id"] = job_id
-    st.switch_page("pages/monitor.py")
+    st.switch_page("views/monitor.py")
 
 
 # ---- 3a. Cloud path -----------------------------------------------------------------------------

@@ -13,16 +13,16 @@ st.markdown("Fine-tune a language model on UK legislation, on **your own GPU** o
             "and see what each costs before you start.")
 
 def page_title(page: str) -> str:
-    return page.removeprefix("pages/").removesuffix(".py").capitalize()
+    return page.removeprefix("views/").removesuffix(".py").capitalize()
 
 
 # The four steps are links to their pages: the workflow is read and followed from here.
 visible = auth.visible_pages(auth.current_user())
 STEPS = [
-    ("pages/dataset.py", "1 · Data", ":material/dataset:", "Upload Q&A or convert statute; repair, inspect, split."),
-    ("pages/train.py", "2 · Train", ":material/model_training:", "LoRA on your GPU, or a managed fine-tune."),
-    ("pages/monitor.py", "3 · Monitor", ":material/monitoring:", "Loss, progress and cost, for both paths on one screen."),
-    ("pages/chat.py", "4 · Chat", ":material/forum:", "Ask the fine-tuned model; compare with the base model."),
+    ("views/dataset.py", "1 · Data", ":material/dataset:", "Upload Q&A or convert statute; repair, inspect, split."),
+    ("views/train.py", "2 · Train", ":material/model_training:", "LoRA on your GPU, or a managed fine-tune."),
+    ("views/monitor.py", "3 · Monitor", ":material/monitoring:", "Loss, progress and cost, for both paths on one screen."),
+    ("views/chat.py", "4 · Chat", ":material/forum:", "Ask the fine-tuned model; compare with the base model."),
 ]
 for column, (page, label, icon, text) in zip(st.columns(4), STEPS):
     with column.container(border=True):
@@ -31,7 +31,7 @@ for column, (page, label, icon, text) in zip(st.columns(4), STEPS):
         else:  # a viewer has no Dataset or Train page to go to
             st.markdown(f"**{label}**")
         st.caption(text)
-st.page_link("pages/costs.py", label="Costs", icon=":material/payments:")
+st.page_link("views/costs.py", label="Costs", icon=":material/payments:")
 st.caption("The planner compares the managed service with a GPU of your own, with dated, editable prices.")
 
 health = doctor.check()
@@ -68,14 +68,14 @@ else:
     st.info("No dataset registered yet. The Dataset page opens with the bundled reference set ready: "
             "review it and press **Use for training**.")
 if "Dataset" in visible:
-    st.page_link("pages/dataset.py", label="Open the Dataset page", icon=":material/dataset:")
+    st.page_link("views/dataset.py", label="Open the Dataset page", icon=":material/dataset:")
 
 if jobs:
     st.subheader("Recent jobs")
     # One row a job, each a link to it on the Monitor page; the path named as the Monitor page names it.
     for job in jobs:
         row = st.columns([3, 1, 2, 3, 2], vertical_alignment="center")
-        row[0].page_link("pages/monitor.py", label=job.name and f"{job.name} · {job.id}" or job.id,
+        row[0].page_link("views/monitor.py", label=job.name and f"{job.name} · {job.id}" or job.id,
                          icon=":material/open_in_new:", query_params={"job": job.id})
         row[1].markdown(monitor.status_label(job.status))
         row[2].markdown(monitor.path_label(job.path))
@@ -85,4 +85,4 @@ if endpoints:
     st.subheader("Endpoints")
     st.dataframe([{"name": e.name, "kind": e.kind, "run": e.job_id or "", "model": e.model, "status": e.status}
                   for e in endpoints], hide_index=True, width="stretch")
-    st.page_link("pages/chat.py", label="Chat with a model", icon=":material/forum:")
+    st.page_link("views/chat.py", label="Chat with a model", icon=":material/forum:")
