@@ -248,7 +248,7 @@ def test_serve_config_and_targets_reject_what_cannot_work(tmp_path):
     done = create_job("local", status="succeeded", run_dir=str(tmp_path / "run"), name="uk-run")
     _model_dir(tmp_path / "run" / "merged")
     source = serve.resolve_target(done.id)
-    assert source.job_id == done.id and source.label == "uk-run" and source.model.endswith("merged")
+    assert source.job_id == done.id and source.label == f"uk-run · {done.id}" and source.model.endswith("merged")
     with pytest.raises(serve.ServeError, match="vLLM only"):
         serve.start_server(source, serve.ServeConfig(served_model_name="x"))
 
