@@ -55,6 +55,8 @@ def train_file(tmp_path_factory) -> Path:
 @pytest.fixture
 def remote(sshd, tmp_path, monkeypatch):
     """The SSH target on the test sshd, with its own remote root, driven through LEGALFT_SSH_CONFIG."""
+    if sshd.process is None or sshd.process.poll() is not None:  # a test that stopped it failed before restarting
+        sshd.start()
     for name, value in sshd.env().items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("HF_TOKEN", SECRET)
@@ -100,7 +102,8 @@ def test_check_reports_the_host_and_a_missing_one(remote, monkeypatch):
 
 def test_a_run_over_ssh_survives_the_host_vanishing_and_matches_a_local_run(remote, sshd, smoke_dir, train_file, legalft_home):
     target, root = remote
-    job = start_training(_config(smoke_dir, 40), train_file, target=target, check=False)
+    steps = 300  # still training when the host vanishes, on a fast machine too
+    job = start_training(_config(smoke_dir, steps), train_file, target=target, check=False)
     run_dir = Path(job.run_dir)
     assert job.status == "queued" and job.remote["target"]["host"] == ALIAS
 
@@ -118,10 +121,10 @@ def test_a_run_over_ssh_survives_the_host_vanishing_and_matches_a_local_run(remo
     assert (run_dir / "adapter" / "adapter_config.json").is_file()  # the adapter came back
     assert done.output.get("adapter") == str(run_dir / "adapter")
     remote_rows = _losses(run_dir)
-    assert [s for s, _ in remote_rows] == list(range(1, 41))
+    assert [s for s, _ in remote_rows] == list(range(1, steps + 1))
 
     # The same config trained here gives the same losses, step by step.
-    local = start_training(_config(smoke_dir, 40), train_file, check=False)
+    local = start_training(_config(smoke_dir, steps), train_file, check=False)
     local_done = _wait(local.id, lambda j: j.is_terminal, timeout=300)
     assert local_done.status == "succeeded", local_done.error
     assert _losses(local_done.run_dir) == remote_rows

@@ -64,7 +64,11 @@ def atomic_output(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         # mkstemp makes the file private; the output keeps the target's mode, else an ordinary file's.
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.is_file() else 0o644)
+        try:  # (another writer of the same output may remove it meanwhile: then it is a new file)
+            mode_bits = path.stat().st_mode & 0o777 if path.is_file() else 0o644
+        except FileNotFoundError:
+            mode_bits = 0o644
+        os.chmod(tmp, mode_bits)
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"})) as fh:
             yield fh
         os.replace(tmp, path)
