@@ -244,11 +244,12 @@ class Follower:
         started = time.monotonic()
         try:
             note = self.target.after_training(info, self.job_id, self.run_dir, status)
-        finally:
-            write_json_atomic(self.run_dir / STATUS_FILE, final)
+        except LegalftError as exc:
+            note = f"after training: {exc}"
         phases["after"] = phases.get("after", 0) + time.monotonic() - started
         self.state.update(after=note, finished_at=utc_now())
         self.save()
+        write_json_atomic(self.run_dir / STATUS_FILE, final)  # ended only once everything above is recorded
         self.index()
         record_cost(self.job_id, self.run_dir)
 
