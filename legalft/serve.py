@@ -480,7 +480,7 @@ def list_servers(refresh: bool = True) -> list[Endpoint]:
     return out
 
 
-def _loadable_by(config: ServeConfig, source: ModelSource) -> ModelSource:
+def loadable_by(config: ServeConfig, source: ModelSource) -> ModelSource:
     """``transformers serve`` loads full models only: an unmerged adapter is merged into a cache first
     (once per adapter content; the run folder is not written). vLLM serves adapters as they are."""
     if config.kind != "local" or not source.adapter_dir:
@@ -514,7 +514,7 @@ def start_server(
     """
     config = replace(config, **overrides) if config else ServeConfig(**overrides)
     source = target if isinstance(target, ModelSource) else resolve_target(target)
-    source = _loadable_by(config, source)
+    source = loadable_by(config, source)
     if config.kind == "local" and config.served_model_name:
         raise ServeError("a local server answers to its model folder's path; served_model_name is for vLLM only")
     names = served_models(source, config)

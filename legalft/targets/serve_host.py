@@ -107,7 +107,7 @@ def serve_run(run_dir: Path, *, idle_minutes: float, kind: str = "auto") -> dict
     write()
     try:
         config = serve.ServeConfig(kind=pick_kind(kind))
-        source = serve._loadable_by(config, serve.resolve_target(run_dir))
+        source = serve.loadable_by(config, serve.resolve_target(run_dir))
         port = serve.free_port()
         command = serve.build_command(source, config, port)
     except (serve.ServeError, OSError) as exc:
