@@ -151,6 +151,18 @@ def launch_estimate(*args: Any, **kwargs: Any) -> float | None:
         return None
 
 
+def train_estimate(*args: Any, **kwargs: Any) -> float:
+    """The estimate of a ``start_training(config, ..., target=...)`` call: the ``estimated_cost`` it is
+    given, else the one-time GPU cost on its target (:func:`legalft.costs.launch_gpu_cost`), so a
+    launch from the CLI or a script counts against the GPU budget like one from the Train page."""
+    given = kwargs.get("estimated_cost")
+    if given is not None:
+        return float(given)
+    from legalft.costs import launch_gpu_cost
+
+    return round(launch_gpu_cost(kwargs.get("target")).cost, 2)
+
+
 def headroom_text(kind: str, estimate: float | None) -> str:
     """One line for a launch button: the estimate against what is left of this month's budget."""
     status = budget_status(kind)

@@ -318,3 +318,80 @@ def test_train_page_shows_the_estimate_against_the_budget_and_an_admin_overrides
     assert len(list_jobs("token_factory")) == 1
     outcomes = [(e.action, e.outcome) for e in list_audit()][:3]
     assert outcomes == [("managed.launch", "ok"), ("budget.override", "override"), ("managed.launch", "refused")]
+
+
+def test_the_launch_estimate_follows_the_target():
+    from legalft.targets import parse_target
+
+    default = costs.one_time_gpu_cost(costs.effective_prices())
+    assert costs.launch_gpu_cost(None).cost == costs.launch_gpu_cost(parse_target("local")).cost == default.cost
+    eight = costs.launch_gpu_cost(parse_target("skypilot:nebius/eu-north1", accelerators="H100:8", hourly_rate=3.0))
+    assert eight.cost == pytest.approx(47 / 60 * 3.0 * 8) and "× 8 GPUs" in eight.basis
+    vm = costs.launch_gpu_cost(parse_target("ssh:gpu-box", hourly_rate=1.5))
+    assert vm.cost == pytest.approx(47 / 60 * 1.5) and "your rate" in vm.basis
+
+
+def test_a_cli_training_launch_counts_against_the_gpu_budget(tmp_path, capsys):
+    from legalft.train import cancel_job
+
+    data = _data(tmp_path)
+    estimate = round(costs.launch_gpu_cost(None).cost, 2)
+    assert main(["budget", "set", "gpu", "1"]) == 0
+    capsys.readouterr()
+    argv = ["train", "--recipe", "smoke", "--model", str(tmp_path / "no-model"), "--no-check", "--dataset", str(data)]
+    assert main(argv) == BudgetExceeded.exit_code
+    out, err = capsys.readouterr()
+    assert f"Budget: estimate ${estimate:,.2f} against $1.00 left of $1.00" in out and "OVER" in out
+    assert "over what is left of this month's GPU time" in err
+    assert list_jobs() == []  # nothing started
+    refused = list_audit(action_prefix="train.start")[0]
+    assert (refused.outcome, refused.estimated_cost, refused.user_id) == ("refused", estimate, f"os:{auth.os_user()}")
+
+    # The CLI's user is an admin (no OS user on the allow-list): it may go over, with a reason.
+    assert main([*argv, "--over-budget", "matter 7731, partner approved"]) == 0
+    job = list_jobs()[0]
+    cancel_job(job.id)
+    assert job.estimated_cost == estimate  # kept on the job: this month's spend counts it
+    assert budget_status("gpu").spent == estimate
+    override = list_audit(action_prefix="budget.override")[0]
+    assert override.details["reason"] == "matter 7731, partner approved" and override.details["for"] == "train.start"
+    assert [e.outcome for e in list_audit(action_prefix="train.start")][:1] == ["ok"]
+
+    # A trainer at the shell (an OS user on the allow-list) is refused the override.
+    assert main(["users", "add", f"os:{auth.os_user()}", "--role", "trainer"]) == 0
+    assert main([*argv, "--over-budget", "again"]) == AccessDenied.exit_code
+    assert len(list_jobs()) == 1
+
+
+def test_a_cli_managed_launch_shows_the_budget_and_takes_an_override(standin, tmp_path, capsys):
+    data = _data(tmp_path)
+    assert main(["budget", "set", "managed", "0"]) == 0
+    argv = ["tf", "launch", "--dataset", str(data), "--epochs", "1"]
+    assert main(argv) == BudgetExceeded.exit_code
+    out, err = capsys.readouterr()
+    assert "against $0.00 left of $0.00" in out and "OVER" in out and "managed training" in err
+    assert list_jobs("token_factory") == []
+    assert main([*argv, "--over-budget", "urgent matter"]) == 0
+    assert len(list_jobs("token_factory")) == 1
+    assert [(e.action, e.outcome) for e in list_audit()][:3] == [
+        ("managed.launch", "ok"), ("budget.override", "override"), ("managed.launch", "refused")]
+
+
+def test_an_evaluation_is_recorded_with_its_user_and_needs_a_role():
+    from legalft.endpoints import save_endpoint
+    from legalft.evaluate.runs import EvalTarget, create_run
+    from legalft.evaluate.sets import EvalItem, EvalSet
+
+    endpoint = save_endpoint(kind="vllm", name="tuned", base_url="http://127.0.0.1:9/v1", model="tuned",
+                             status="ready")
+    evalset = EvalSet(name="held-out", source="test", items=[EvalItem("What is s. 1?", "It says so.")])
+    viewer = User(id="vic@firm.co.uk", name="Vic", role="viewer", source="sign-in")
+    with acting_as(viewer):
+        run_id = create_run(evalset, [EvalTarget(endpoint.id, label="tuned")])
+    entry = list_audit(action_prefix="evaluate")[0]
+    assert (entry.action, entry.outcome, entry.user_id, entry.target) == ("evaluate.run", "ok", viewer.id, run_id)
+    assert entry.details == {"set": "held-out", "questions": 1, "endpoints": ["tuned"]}
+    stranger = User(id="eve@elsewhere.com", name="Eve", role=None, source="sign-in")
+    with acting_as(stranger), pytest.raises(AccessDenied, match="allow-list"):
+        create_run(evalset, [EvalTarget(endpoint.id)])
+    assert list_audit(action_prefix="evaluate")[0].outcome == "denied"

@@ -56,8 +56,9 @@ def test_smoke_run_on_the_cpu_costs_nothing_and_gives_a_measured_throughput(tmp_
     assert job.status == "succeeded"
     spent = costs.job_cost(job)
     assert spent.actual == 0.0 and spent.actual_basis == costs.CPU_BASIS
-    # Launched from the CLI without an estimate: the planner's one-time GPU cost stands in, said so.
-    assert spent.estimate == pytest.approx(47 / 60 * 2.95) and "none was recorded" in spent.estimate_basis
+    # The CLI records the launch's estimate (the one-time GPU cost the GPU budget counted), as the page does.
+    assert job.estimated_cost == spent.estimate == round(47 / 60 * 2.95, 2)
+    assert spent.estimate_basis == "estimated before launch"
     runs = costs.measured_runs()
     assert [run.job_id for run in runs] == [job.id]
     assert runs[0].device == "cpu" and runs[0].tokens_per_second > 0 and runs[0].minutes > 0
@@ -100,3 +101,9 @@ def test_monitor_page_shows_estimate_beside_actual_for_a_cpu_run(tmp_path):
     cost = next(m for m in at.metric if m.label == "Cost (est. → actual)")
     assert cost.value == "$2.31" and cost.proto.delta == "actual $0.00"
     assert costs.CPU_BASIS in cost.proto.help
+
+
+def test_a_job_recorded_without_an_estimate_shows_the_planners_figure_and_says_so():
+    job = create_job("local", status="running", base_model="acme/model-8B")  # from before launches recorded one
+    spent = costs.job_cost(job)
+    assert spent.estimate == pytest.approx(47 / 60 * 2.95) and "none was recorded" in spent.estimate_basis

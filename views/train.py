@@ -293,7 +293,7 @@ if path.startswith("Cloud"):
                 st.caption(note)
 
     st.subheader("6 · Cost before launch")
-    one_time = costs.one_time_gpu_cost(costs.effective_prices())
+    one_time = costs.launch_gpu_cost(target)  # the figure the GPU budget counts (the CLI prints it too)
     st.metric("One-time GPU cost (setup, training, merge, server start)", costs.format_money(one_time.cost),
               help=f"{one_time.basis}. The Costs page and `legalft cost training` give the same figure.")
     if not hardware.has_gpu:

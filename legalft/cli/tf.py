@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from legalft.cli import UsageError
+from legalft.cli.train import add_budget_argument
 from legalft.errors import ServiceError
 
 
@@ -39,6 +40,7 @@ def register(subparsers) -> None:
     launch.add_argument("--tag", dest="tags", action="append", default=[], help="a tag the service keeps (repeatable)")
     launch.add_argument("--wait", action="store_true", help="follow the job until it ends")
     launch.add_argument("--poll", type=float, default=15.0, metavar="SECONDS", help="status poll interval")
+    add_budget_argument(launch)
     launch.set_defaults(handler=run_launch)
 
     status = commands.add_parser("status", help="sync and show a job: status, events, checkpoints, cost")
@@ -161,9 +163,12 @@ def run_launch(args: argparse.Namespace) -> int:
     if not all(r.ok for r in reports.values()):
         print("legalft: error: the dataset breaks the service's rules; nothing was uploaded", file=sys.stderr)
         return 1
+    from legalft import budget
+
     cost = reports["training"].estimated_cost(config.model, config.n_epochs)
     if cost is not None:
         print(f"estimated training cost: ${cost:.4f} ({config.n_epochs} epochs)")
+    print(budget.headroom_text("managed", cost))
     shown = {"pct": -10}
 
     def progress(message: str, fraction: float | None) -> None:
@@ -174,8 +179,9 @@ def run_launch(args: argparse.Namespace) -> int:
             print(f"  {message}" + (f" ({fraction:.0%})" if fraction is not None else ""), flush=True)
 
     try:
-        job = tf.launch_job(reports["training"], config, validation=reports.get("validation"), name=args.name,
-                            client=client, progress=progress)
+        with budget.maybe_override(args.over_budget):
+            job = tf.launch_job(reports["training"], config, validation=reports.get("validation"), name=args.name,
+                                client=client, progress=progress)
     except ServiceError as exc:
         return _fail(exc)
     print(f"launched {job.id} (remote {job.remote_id}); follow it with `legalft tf status {job.id}`")

@@ -31,6 +31,7 @@ def register(subparsers) -> None:
     train.add_argument("--no-check", action="store_true", help="skip the preflight checks (not recommended)")
     train.add_argument("--list-recipes", action="store_true", help="list the bundled recipes and exit")
     add_target_arguments(train)
+    add_budget_argument(train)
     train.set_defaults(handler=cmd_train)
 
     jobs = subparsers.add_parser("jobs", help="list, show, follow, cancel and resume jobs (both paths)")
@@ -174,10 +175,18 @@ def cmd_train(args) -> int:
             print(f"suggestion: {estimate.suggestion}")
         return 0 if estimate.fits else 1
 
+    from legalft import budget
+    from legalft.costs import launch_gpu_cost
+
     target = target_from_args(args)
+    cost = launch_gpu_cost(target)
+    estimate = round(cost.cost, 2)
+    print(f"one-time GPU cost: ${estimate:,.2f} ({cost.basis})")
+    print(budget.headroom_text("gpu", estimate))
     try:
-        job = start_training(config, args.dataset, validation_path=args.validation, name=args.name,
-                             check=not args.no_check, target=target)
+        with budget.maybe_override(args.over_budget):
+            job = start_training(config, args.dataset, validation_path=args.validation, name=args.name,
+                                 check=not args.no_check, target=target, estimated_cost=estimate)
     except TrainConfigError as exc:
         raise _config_problems(exc) from exc
     where = f" on {target.describe()}" if target.is_remote else ""
@@ -207,6 +216,13 @@ def add_target_arguments(parser, with_target: bool = True) -> None:
     group.add_argument("--serve-idle-minutes", type=float,
                        help="--after serve: stop the server after this many minutes without a request (default 30)")
     group.add_argument("--hourly-rate", type=float, help="what the GPU costs per hour, for the run's cost")
+
+
+def add_budget_argument(parser) -> None:
+    """`--over-budget REASON`: an admin's launch over this month's budget (recorded with the reason)."""
+    parser.add_argument("--over-budget", metavar="REASON",
+                        help="admins: launch even if the estimate is over what is left of this month's budget; "
+                             "REASON is recorded in the audit trail")
 
 
 def target_from_args(args):

@@ -104,7 +104,19 @@ def _label(endpoint, target: EvalTarget) -> str:
 
 def create_run(evalset: EvalSet, targets: list[EvalTarget], config: EvalConfig | None = None,
                name: str | None = None) -> str:
-    """Record a run (its questions, targets and settings) and return its id; nothing is asked yet."""
+    """Record a run (its questions, targets and settings) and return its id; nothing is asked yet.
+
+    An audited action (``evaluate.run``, viewers and up): who evaluated which endpoints on which set."""
+    from legalft.audit import guarded_call
+
+    details = {"set": evalset.name, "questions": len(evalset.items),
+               "endpoints": [t.label or str(t.endpoint_id) for t in targets]}
+    return guarded_call("evaluate.run", lambda: _create_run(evalset, targets, config, name), target=evalset.name,
+                        details=details)
+
+
+def _create_run(evalset: EvalSet, targets: list[EvalTarget], config: EvalConfig | None,
+                name: str | None) -> str:
     from legalft.chat import resolve_endpoint
     from legalft.home import subdir
 

@@ -20,6 +20,7 @@ import yaml
 
 from legalft import procs
 from legalft.audit import action
+from legalft.budget import train_estimate
 from legalft.errors import JobBusy, JobStateError
 from legalft.home import subdir
 from legalft.jobs import Job, create_job, list_jobs, new_job_id, require_job, update_job, upsert_checkpoint, utc_now
@@ -191,7 +192,7 @@ def _spawn(job_id: str, run_dir: Path, config: TrainConfig, resumed_from: int | 
 
 # ---- starting and stopping --------------------------------------------------------------------
 
-@action("train.start", budget="gpu")
+@action("train.start", cost=train_estimate, budget="gpu")
 def start_training(
     config: TrainConfig,
     dataset_path: str | Path | None = None,
@@ -221,6 +222,8 @@ def start_training(
     if name:
         overrides["name"] = name
     config = config.with_overrides(overrides)
+    if estimated_cost is None:  # the figure the GPU budget counted for this launch, kept on the job
+        estimated_cost = train_estimate(target=target)
     if check:
         from legalft.train.preflight import preflight
 
