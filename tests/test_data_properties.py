@@ -87,3 +87,56 @@ def test_sanitize_record_is_total(value):
         roles = [m["role"] for m in outcome.record["messages"]]
         assert roles[-1] == "assistant" and "user" in roles
         assert all(m["content"] and m["content"] == m["content"].strip() for m in outcome.record["messages"])
+
+
+# Records the fast path keeps as they are, records the full rules repair (spaces around a text, a
+# prompt/completion pair), drawn from few texts so that duplicates are common, across formats.
+def _record(kind: int, q: int, a: int) -> dict:
+    if kind == 0:
+        return {"messages": [{"role": "user", "content": f"Q{q}"}, {"role": "assistant", "content": f"A{a}"}]}
+    if kind == 1:
+        return {"messages": [{"role": "user", "content": f" Q{q} "}, {"role": "assistant", "content": f"A{a}"}]}
+    return {"prompt": f"Q{q}", "completion": f"A{a}"}
+
+
+duplicate_heavy = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 6), st.integers(0, 3)), max_size=120)
+
+
+@SETTINGS
+@given(duplicate_heavy, st.integers(1, 7), st.sampled_from([64, 200, 4 * 1024 * 1024]))
+def test_a_folded_duplicate_index_keeps_and_drops_exactly_what_a_set_does(rows, spill_keys, block_bytes):
+    from legalft.data import readers, sanitize
+
+    data = "".join(json.dumps(_record(*row)) + "\n" for row in rows).encode()
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "in.jsonl"
+        source.write_bytes(data)
+        results = []
+        for keys in (10**9, spill_keys):  # every key in the set; the set folded every few keys
+            # Small blocks: the set is folded between blocks of the fast loop as well as inside the full rules.
+            original = sanitize.DuplicateIndex.SPILL_KEYS, readers.BLOCK_BYTES
+            sanitize.DuplicateIndex.SPILL_KEYS, readers.BLOCK_BYTES = keys, block_bytes
+            try:
+                report = sanitize_file(source, Path(tmp) / f"out-{keys}.jsonl", Path(tmp) / f"rej-{keys}.jsonl")
+            finally:
+                sanitize.DuplicateIndex.SPILL_KEYS, readers.BLOCK_BYTES = original
+            rejects = Path(tmp) / f"rej-{keys}.jsonl"
+            results.append(((Path(tmp) / f"out-{keys}.jsonl").read_bytes(),
+                            rejects.read_bytes() if rejects.exists() else b"",
+                            report.kept_records, dict(report.drop_counts)))
+        assert results[0] == results[1]
+        # And what a set keeps is one record per distinct (question, answer).
+        distinct = {(q, a) for _, q, a in rows}
+        assert results[0][2] == len(distinct)
+
+
+def test_the_duplicate_index_folds_into_a_sorted_array_and_still_answers():
+    from legalft.data.sanitize import DuplicateIndex
+
+    index = DuplicateIndex(spill_keys=4)
+    keys = [hash(("k", i)) for i in range(10)] + [-(2**63), 2**63 - 1]
+    for key in keys:
+        assert key not in index
+        index.add(key)
+    assert index.has_folded and len(index.recent) < 4 and len(index) == len(keys)
+    assert all(key in index for key in keys) and hash(("k", 99)) not in index
