@@ -241,9 +241,12 @@ def walk_the_first_hour(legalft_home, walk_folder, upload, expected, bundled, sp
         page.wait_for_url(re.compile(r"/chat"), timeout=120_000)
         page.get_by_text("is serving: ask it a question below").wait_for(timeout=30_000)
         print(f"serve and chat: {time.monotonic() - start:.1f} s", flush=True)
+        # The notice renders before the model picker below it: wait for the page to finish drawing.
+        deadline = time.monotonic() + 30
+        while not any(job_id in value and "local server · active" in value for value in walk.selectbox_values()):
+            assert time.monotonic() < deadline, walk.selectbox_values()
+            time.sleep(0.2)
         walk.check("chat-served")
-        chosen = walk.selectbox_values()
-        assert any(job_id in value and "local server · active" in value for value in chosen), chosen
         page.get_by_test_id("stChatInputTextArea").fill("What does section 1 of the Companies Act 2006 provide?")
         page.get_by_test_id("stChatInputSubmitButton").click()
         wait_for_text(page.locator('[data-testid="stChatMessage"]').last, re.compile(r"\d+ tokens · \d+\.\d s"))
