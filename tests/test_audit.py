@@ -331,6 +331,20 @@ def test_the_launch_estimate_follows_the_target():
     assert vm.cost == pytest.approx(47 / 60 * 1.5) and "your rate" in vm.basis
 
 
+def test_the_estimate_and_the_runs_cost_bill_the_same_gpus(tmp_path):
+    """Two nodes of H100:2 are four GPUs for the estimate before launch and for the minutes after."""
+    from legalft.targets.follow import run_cost
+    from legalft.targets.skypilot import SkyPilotTarget
+    from legalft.train.rundir import SYNC_FILE, TARGET_FILE, write_json_atomic
+
+    target = SkyPilotTarget(infra="nebius/eu-north1", accelerators="H100:2", num_nodes=2, hourly_rate=3.0)
+    assert costs.launch_gpu_cost(target).cost == pytest.approx(47 / 60 * 3.0 * 4)
+    write_json_atomic(tmp_path / TARGET_FILE, target.to_dict())
+    write_json_atomic(tmp_path / SYNC_FILE, {"phases": {"provision": 120, "train": 480}})
+    cost = run_cost(tmp_path)
+    assert cost["gpus"] == 4 and cost["cost"] == pytest.approx(10 / 60 * 3.0 * 4)
+
+
 def test_a_cli_training_launch_counts_against_the_gpu_budget(tmp_path, capsys):
     from legalft.train import cancel_job
 

@@ -295,7 +295,8 @@ if path.startswith("Cloud"):
     st.subheader("6 · Cost before launch")
     one_time = costs.launch_gpu_cost(target)  # the figure the GPU budget counts (the CLI prints it too)
     st.metric("One-time GPU cost (setup, training, merge, server start)", costs.format_money(one_time.cost),
-              help=f"{one_time.basis}. The Costs page and `legalft cost training` give the same figure.")
+              help=f"{one_time.basis}. The Costs page and `legalft cost training` give the same figure at the "
+                   "same rate and GPU count.")
     if not hardware.has_gpu:
         st.caption("This machine has no GPU: the run trains on the CPU, which suits the smoke recipe and tiny models.")
 

@@ -8,6 +8,13 @@ import json
 import sys
 
 
+def add_budget_argument(parser: argparse.ArgumentParser) -> None:
+    """`--over-budget REASON` for a launch command: an admin's launch over this month's budget."""
+    parser.add_argument("--over-budget", metavar="REASON",
+                        help="admins: launch even if the estimate is over what is left of this month's budget; "
+                             "REASON is recorded in the audit trail")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     users = subparsers.add_parser("users", help="the allow-list: who may sign in, with which role")
     verbs = users.add_subparsers(dest="verb", required=True)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from legalft.cli import UsageError
-from legalft.cli.train import add_budget_argument
+from legalft.cli.access import add_budget_argument
 from legalft.errors import ServiceError
 
 

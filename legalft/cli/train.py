@@ -8,6 +8,7 @@ import sys
 import time
 
 from legalft.cli import UsageError
+from legalft.cli.access import add_budget_argument
 
 
 def register(subparsers) -> None:
@@ -216,13 +217,6 @@ def add_target_arguments(parser, with_target: bool = True) -> None:
     group.add_argument("--serve-idle-minutes", type=float,
                        help="--after serve: stop the server after this many minutes without a request (default 30)")
     group.add_argument("--hourly-rate", type=float, help="what the GPU costs per hour, for the run's cost")
-
-
-def add_budget_argument(parser) -> None:
-    """`--over-budget REASON`: an admin's launch over this month's budget (recorded with the reason)."""
-    parser.add_argument("--over-budget", metavar="REASON",
-                        help="admins: launch even if the estimate is over what is left of this month's budget; "
-                             "REASON is recorded in the audit trail")
 
 
 def target_from_args(args):

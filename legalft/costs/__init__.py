@@ -918,15 +918,15 @@ def one_time_gpu_cost(
     return replace(cost, basis=basis)
 
 
-
 def launch_gpu_cost(target: Any = None, prices: PriceCatalogue | None = None) -> GpuOneTimeCost:
-    """The one-time GPU cost of a Cloud-path launch on ``target`` (``legalft.targets``): the target's
-    rate per GPU-hour when it has one (a SkyPilot cluster, a VM whose rate the user gave), else the
-    catalogue's GPU price; × its GPUs (per node × nodes). What the Train page shows, the CLI prints and
-    the GPU budget counts for the launch."""
-    rate = getattr(target, "hourly_rate", None)
-    gpus = int(getattr(target, "gpu_count", 1) or 1) * int(getattr(target, "num_nodes", 1) or 1)
+    """The one-time GPU cost of a Cloud-path launch on ``target`` (a ``legalft.targets.Target``, None:
+    this machine): the target's rate when it has one (a SkyPilot cluster's per GPU-hour, a VM's that
+    the user gave), else the catalogue's GPU price; × ``target.billed_gpus``. What the Train page
+    shows, the CLI prints and the GPU budget counts for the launch."""
+    rate = getattr(target, "hourly_rate", None)  # only the remote targets have one
+    gpus = target.billed_gpus if target is not None else 1
     return one_time_gpu_cost(prices or effective_prices(), hourly_rate=rate, gpus=gpus)
+
 
 @dataclass(frozen=True)
 class ManagedTrainingCost:

@@ -57,6 +57,11 @@ class Target:
         return self.kind != "local"
 
     @property
+    def billed_gpus(self) -> int:
+        """How many GPUs ``hourly_rate`` is multiplied by: 1 here (a VM's rate is for the whole VM)."""
+        return 1
+
+    @property
     def bills_by_itself(self) -> bool:
         """Whether the GPU keeps billing after the product is done with it (a VM the user owns)."""
         return False

@@ -270,7 +270,7 @@ def run_cost(run_dir: Path) -> dict[str, Any]:
     target = read_json(Path(run_dir) / TARGET_FILE)
     minutes = {name: round(seconds / 60, 2) for name, seconds in (state.get("phases") or {}).items()}
     rate = target.get("hourly_rate")
-    gpus = int(str(target.get("accelerators") or "x:1").rpartition(":")[2] or 1)
+    gpus = target_from_dict(target).billed_gpus if target else 1
     reported = (state.get("info") or {}).get("reported_cost")
     cost = reported if reported is not None else (
         round(sum(minutes.values()) / 60 * rate * gpus, 4) if rate is not None else None)

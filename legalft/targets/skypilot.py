@@ -124,6 +124,11 @@ class SkyPilotTarget(Target):
         return int(self.accelerators.partition(":")[2] or 1)
 
     @property
+    def billed_gpus(self) -> int:
+        """The rate is per GPU-hour: GPUs per node × nodes."""
+        return self.gpu_count * int(self.num_nodes)
+
+    @property
     def autodown(self) -> bool:
         """Spot instances and Kubernetes pods cannot be stopped and restarted: autostop tears them down."""
         return self.use_spot or self.infra.split("/")[0].lower() in ("kubernetes", "k8s")
