@@ -88,7 +88,10 @@ class Target:
     def resume(self, job_id: str, run_dir: Path, info: dict[str, Any], say: Callable[[str], None]) -> dict[str, Any]:
         raise NotImplementedError
 
-    def probe(self, info: dict[str, Any], metrics_from: int, log_from: int) -> dict[str, Any]:
+    def probe(self, info: dict[str, Any], metrics_from: int, log_from: int,
+              metrics_file: str | None = None) -> dict[str, Any]:
+        """``legalft.targets.probe.status`` there: ``metrics_file`` is the last answer's, so a metrics
+        file replaced by a resume is read again from its start."""
         raise NotImplementedError
 
     def cancel(self, info: dict[str, Any], grace_seconds: float) -> dict[str, Any]:

@@ -154,7 +154,8 @@ class Follower:
         for name, seconds in measured.items():
             phases[name] = round(phases.get(name, 0) + seconds, 1)
         # A resumed run rewrites its metrics from the checkpoint on: mirror them from the start.
-        self.state.update(info=info, reachable=True, last_contact=utc_now(), error=None, metrics_at=0)
+        self.state.update(info=info, reachable=True, last_contact=utc_now(), error=None, metrics_at=0,
+                          metrics_file=None)
         self.save()
         return True
 
@@ -174,7 +175,8 @@ class Follower:
             write_json_atomic(self.run_dir / STATUS_FILE, {**status, "state": "running", "phase": FINISHING})
         elif status:
             write_json_atomic(self.run_dir / STATUS_FILE, status)
-        self.state.update(metrics_at=answer.get("metrics_at", 0), log_at=answer.get("log_at", 0), reachable=True,
+        self.state.update(metrics_at=answer.get("metrics_at", 0), metrics_file=answer.get("metrics_file"),
+                          log_at=answer.get("log_at", 0), reachable=True,
                           last_contact=utc_now(), error=None, unreachable_since=None)
         return status
 
@@ -189,7 +191,8 @@ class Follower:
                 if (self.run_dir / CANCEL_FILE).exists() and not cancel_sent:
                     self.target.cancel(info, 10.0)
                     cancel_sent = True
-                answer = self.target.probe(info, self.state.get("metrics_at", 0), self.state.get("log_at", 0))
+                answer = self.target.probe(info, self.state.get("metrics_at", 0), self.state.get("log_at", 0),
+                                           self.state.get("metrics_file"))
             except Unreachable as exc:
                 if self.state.get("reachable", True):
                     self.state["unreachable_since"] = utc_now()

@@ -4,7 +4,8 @@ The follower runs it over SSH with the host's own python, so the rules that deci
 lives (pid + start time + heartbeat, ``legalft.train.launch.settle_run_dir``) run where the process
 runs. One call is one SSH round trip:
 
-    probe status RUN_DIR --metrics-from N --log-from M   status + the new bytes of metrics and log
+    probe status RUN_DIR --metrics-from N --log-from M [--metrics-file ID]
+                                                         status + the new bytes of metrics and log
     probe start JOB_ID RUN_DIR                           start or resume (secrets as JSON on stdin)
     probe run JOB_ID RUN_DIR                             start and wait for the end (a SkyPilot job's body)
     probe merge JOB_ID RUN_DIR                           merge the adapter there (the GPU), parity checked
@@ -31,12 +32,24 @@ from typing import Any
 MAX_CHUNK_BYTES = 256 * 1024
 
 
-def _read_from(path: Path, offset: int, whole_lines: bool) -> tuple[str, int]:
-    """The bytes of ``path`` after ``offset`` (up to the last newline when ``whole_lines``) and the new offset."""
+def file_identity(path: Path) -> str | None:
+    """Which file ``path`` names now (device and inode): a resume replaces the metrics file with a
+    shorter one (``truncate_metrics``) that can have grown past the reader's offset by its next poll,
+    so the size alone cannot tell the reader that its offset points into another file."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    return f"{info.st_dev}:{info.st_ino}"
+
+
+def _read_from(path: Path, offset: int, whole_lines: bool, identity: str | None = None) -> tuple[str, int]:
+    """The bytes of ``path`` after ``offset`` (up to the last newline when ``whole_lines``) and the new
+    offset; from the start when the file is shorter than ``offset`` or is not the file ``identity`` named."""
     if not path.exists():
         return "", 0
     size = path.stat().st_size
-    if offset > size:  # the file was truncated (a resume drops metrics after the checkpoint)
+    if offset > size or (identity is not None and identity != file_identity(path)):
         offset = 0
     with open(path, "rb") as handle:
         handle.seek(offset)
@@ -46,17 +59,22 @@ def _read_from(path: Path, offset: int, whole_lines: bool) -> tuple[str, int]:
     return chunk.decode("utf-8", "replace"), offset + len(chunk)
 
 
-def status(run_dir: Path, metrics_from: int, log_from: int) -> dict[str, Any]:
+def status(run_dir: Path, metrics_from: int, log_from: int, metrics_file: str | None = None) -> dict[str, Any]:
+    """The run's settled status and what its metrics and log gained since the caller's offsets.
+    ``metrics_file`` is the ``metrics_file`` of the caller's last answer: when the metrics file was
+    replaced since, the answer starts again from its first line and says ``metrics_reset``."""
     from legalft.train.launch import settle_run_dir
     from legalft.train.rundir import ADAPTER_DIR, LOG_FILE, METRICS_FILE, find_checkpoints
 
     if not run_dir.is_dir():
         return {"error": f"no run folder {run_dir} on this host"}
     state = settle_run_dir(run_dir)
-    metrics, metrics_at = _read_from(run_dir / METRICS_FILE, metrics_from, whole_lines=True)
+    identity = file_identity(run_dir / METRICS_FILE)
+    metrics, metrics_at = _read_from(run_dir / METRICS_FILE, metrics_from, whole_lines=True, identity=metrics_file)
     log, log_at = _read_from(run_dir / LOG_FILE, log_from, whole_lines=False)
-    return {"status": state, "metrics": metrics, "metrics_at": metrics_at,
-            "metrics_reset": metrics_from > 0 and metrics_at < metrics_from, "log": log, "log_at": log_at,
+    reset = metrics_from > 0 and (metrics_at < metrics_from or (metrics_file is not None and metrics_file != identity))
+    return {"status": state, "metrics": metrics, "metrics_at": metrics_at, "metrics_file": identity,
+            "metrics_reset": reset, "log": log, "log_at": log_at,
             "checkpoints": [step for step, _ in find_checkpoints(run_dir)],
             "adapter": (run_dir / ADAPTER_DIR).is_dir()}
 
@@ -68,7 +86,7 @@ def serve() -> int:
         try:
             request = json.loads(line)
             answer = status(Path(request["run_dir"]).expanduser(), int(request.get("metrics_from", 0)),
-                            int(request.get("log_from", 0)))
+                            int(request.get("log_from", 0)), request.get("metrics_file"))
         except Exception as exc:  # noqa: BLE001 - one bad poll must not end the session
             answer = {"error": f"{type(exc).__name__}: {exc}"}
         print(json.dumps(answer, default=str), flush=True)
@@ -151,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     status_cmd.add_argument("run_dir", type=Path)
     status_cmd.add_argument("--metrics-from", type=int, default=0)
     status_cmd.add_argument("--log-from", type=int, default=0)
+    status_cmd.add_argument("--metrics-file", default=None, help="the metrics_file of the last answer")
     start_cmd = commands.add_parser("start")
     start_cmd.add_argument("job_id")
     start_cmd.add_argument("run_dir", type=Path)
@@ -171,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run":
         return run(args.job_id, args.run_dir.expanduser())
     if args.command == "status":
-        answer = status(args.run_dir.expanduser(), args.metrics_from, args.log_from)
+        answer = status(args.run_dir.expanduser(), args.metrics_from, args.log_from, args.metrics_file)
     elif args.command == "start":
         answer = start(args.job_id, args.run_dir.expanduser())
     elif args.command == "merge":

@@ -228,8 +228,9 @@ class SkyPilotTarget(Target):
         (its checkpoints came back with the pull), then train from the last checkpoint."""
         return self.launch(job_id, run_dir, say)
 
-    def probe(self, info: dict[str, Any], metrics_from: int, log_from: int) -> dict[str, Any]:
-        return self.ssh(info).probe(info, metrics_from, log_from)
+    def probe(self, info: dict[str, Any], metrics_from: int, log_from: int,
+              metrics_file: str | None = None) -> dict[str, Any]:
+        return self.ssh(info).probe(info, metrics_from, log_from, metrics_file)
 
     def cancel(self, info: dict[str, Any], grace_seconds: float) -> dict[str, Any]:
         answer = self.ssh(info).cancel(info, grace_seconds)

@@ -383,7 +383,8 @@ class SshTarget(Target):
         except ValueError:
             return []
 
-    def probe(self, info: dict[str, Any], metrics_from: int, log_from: int) -> dict[str, Any]:
+    def probe(self, info: dict[str, Any], metrics_from: int, log_from: int,
+              metrics_file: str | None = None) -> dict[str, Any]:
         """One poll on a long-lived ``probe serve`` session (opened again after a broken link)."""
         session = getattr(self, "_session", None)
         if session is None or not session.alive:
@@ -391,7 +392,7 @@ class SshTarget(Target):
                                                       "-m legalft.targets.probe serve")
             self._session = session
         return session.ask({"run_dir": info["remote_run"], "metrics_from": int(metrics_from),
-                            "log_from": int(log_from)})
+                            "log_from": int(log_from), "metrics_file": metrics_file})
 
     def cancel(self, info: dict[str, Any], grace_seconds: float) -> dict[str, Any]:
         host = self.connection()
