@@ -103,8 +103,8 @@ duplicate_heavy = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 6), st.in
 
 
 @SETTINGS
-@given(duplicate_heavy, st.integers(1, 7), st.sampled_from([64, 200, 4 * 1024 * 1024]))
-def test_a_folded_duplicate_index_keeps_and_drops_exactly_what_a_set_does(rows, spill_keys, block_bytes):
+@given(duplicate_heavy, st.integers(1, 7), st.integers(1, 15), st.sampled_from([64, 200, 4 * 1024 * 1024]))
+def test_a_tiered_duplicate_index_keeps_and_drops_exactly_what_a_set_does(rows, spill_keys, array_keys, block_bytes):
     from legalft.data import readers, sanitize
 
     data = "".join(json.dumps(_record(*row)) + "\n" for row in rows).encode()
@@ -112,14 +112,17 @@ def test_a_folded_duplicate_index_keeps_and_drops_exactly_what_a_set_does(rows, 
         source = Path(tmp) / "in.jsonl"
         source.write_bytes(data)
         results = []
-        for keys in (10**9, spill_keys):  # every key in the set; the set folded every few keys
+        # Every key in the set; then the set folded every few keys into an array that goes to disk
+        # every few more.
+        for keys, array in ((10**9, 10**9), (spill_keys, array_keys)):
             # Small blocks: the set is folded between blocks of the fast loop as well as inside the full rules.
-            original = sanitize.DuplicateIndex.SPILL_KEYS, readers.BLOCK_BYTES
-            sanitize.DuplicateIndex.SPILL_KEYS, readers.BLOCK_BYTES = keys, block_bytes
+            index = sanitize.DuplicateIndex
+            original = index.SPILL_KEYS, index.ARRAY_KEYS, readers.BLOCK_BYTES
+            index.SPILL_KEYS, index.ARRAY_KEYS, readers.BLOCK_BYTES = keys, array, block_bytes
             try:
                 report = sanitize_file(source, Path(tmp) / f"out-{keys}.jsonl", Path(tmp) / f"rej-{keys}.jsonl")
             finally:
-                sanitize.DuplicateIndex.SPILL_KEYS, readers.BLOCK_BYTES = original
+                index.SPILL_KEYS, index.ARRAY_KEYS, readers.BLOCK_BYTES = original
             rejects = Path(tmp) / f"rej-{keys}.jsonl"
             results.append(((Path(tmp) / f"out-{keys}.jsonl").read_bytes(),
                             rejects.read_bytes() if rejects.exists() else b"",
@@ -140,3 +143,64 @@ def test_the_duplicate_index_folds_into_a_sorted_array_and_still_answers():
         index.add(key)
     assert index.has_folded and len(index.recent) < 4 and len(index) == len(keys)
     assert all(key in index for key in keys) and hash(("k", 99)) not in index
+
+
+def test_past_the_array_the_keys_go_to_disk_and_the_index_still_answers():
+    """The third tier: the array, when full, goes to SQLite's temporary database behind a bitmap."""
+    import random
+
+    from legalft.data.sanitize import DuplicateIndex
+
+    rng = random.Random(7)
+    reference: set[int] = set()
+    with DuplicateIndex(spill_keys=3, array_keys=7) as index:
+        for _ in range(3000):
+            # Wide keys (the filter's bits of many differ) and narrow ones (collide in the filter).
+            key = rng.randrange(-(2**63), 2**63) if rng.random() < 0.5 else rng.randrange(-40, 40) << 28
+            assert (key in index) == (key in reference)
+            if key not in reference:
+                index.add(key)
+                reference.add(key)
+        assert index.on_disk > 1000 and len(index) == len(reference)
+        assert all(key in index for key in reference)
+        assert not any(rng.randrange(-(2**63), 2**63) in index for _ in range(2000))  # 1 in 2**52 would
+
+
+def _deleted_files() -> list[str]:
+    """The open files of this process that were unlinked (SQLite's temporary database is one)."""
+    import os
+
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # the listing's own descriptor
+        if target.endswith("(deleted)"):
+            found.append(target)
+    return found
+
+
+def test_a_sanitized_file_uses_the_disk_tier_and_leaves_nothing_open(tmp_path, monkeypatch):
+    from legalft.data import readers, sanitize
+
+    monkeypatch.setattr(readers, "BLOCK_BYTES", 16 * 1024)  # the fast loop folds between blocks
+    monkeypatch.setattr(sanitize.DuplicateIndex, "SPILL_KEYS", 1000)
+    monkeypatch.setattr(sanitize.DuplicateIndex, "ARRAY_KEYS", 2000)
+    monkeypatch.setattr(sanitize.DuplicateIndex, "CACHE_KIB", 64)  # a small cache: the database file exists
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(_record(0, q, 0)) + "\n" for q in range(30_000))
+                      + json.dumps(_record(0, 5, 0)) + "\n")
+    seen_open: list[list[str]] = []
+    real_to_disk = sanitize.DuplicateIndex._to_disk
+
+    def to_disk(self, keys):
+        real_to_disk(self, keys)
+        seen_open.append(_deleted_files())
+
+    monkeypatch.setattr(sanitize.DuplicateIndex, "_to_disk", to_disk)
+    before = _deleted_files()
+    report = sanitize_file(source, tmp_path / "out.jsonl", tmp_path / "rejects.jsonl")
+    assert report.kept_records == 30_000 and report.drop_counts["duplicate"] == 1
+    assert any(len(files) > len(before) for files in seen_open)  # the disk tier was used, as a file
+    assert _deleted_files() == before  # and closed with the run

@@ -15,6 +15,7 @@ pass and encoded again, without building dicts; everything else goes through the
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -375,34 +376,70 @@ def bounded(value: Any, depth: int = 0) -> Any:
 
 
 class DuplicateIndex:
-    """The keys of the records kept so far (the duplicate rule), in memory that grows slowly: a set of
-    the newest keys (about 60 bytes a key, the fast check), folded every ``spill_keys`` keys into one
-    sorted int64 array (8 bytes a key). A 1,000,000-record file stays in the set (validate peaks at
-    121 MB); 3,000,000 records peak at 181 MB (``bench/validate.py --records 3000000``)."""
+    """The keys of the records kept so far (the duplicate rule), in bounded memory whatever the file's size.
+
+    Three tiers, their keys disjoint, each checked only once the one before it is full:
+
+    1. a set of the newest ``spill_keys`` keys (about 60 bytes a key, the fast check);
+    2. one sorted int64 array (8 bytes a key) the set is folded into, up to ``array_keys`` keys;
+    3. past that, SQLite's private temporary database (``sqlite3.connect("")``: on disk in the temp
+       folder, gone when closed or when the process dies) with a page cache of ``CACHE_KIB``, in front
+       of which a bitmap of ``2**FILTER_BITS`` bits answers "not there" for most keys without a query.
+
+    A 1,000,000-record file stays in the set (validate peaks at 121 MB). Past the array's 4 million keys
+    memory stops growing (the disk holds about 15 bytes a key); ``bench/validate.py`` prints the peak.
+    """
 
     SPILL_KEYS = 1_000_000
+    ARRAY_KEYS = 4_000_000
+    FILTER_BITS = 28  # 32 MiB
+    CACHE_KIB = 16 * 1024
+    _INSERT_CHUNK = 65_536
 
-    def __init__(self, spill_keys: int | None = None) -> None:
+    def __init__(self, spill_keys: int | None = None, array_keys: int | None = None) -> None:
         self.recent: set[int] = set()
         self.spill_keys = spill_keys or self.SPILL_KEYS
+        self.array_keys = array_keys or self.ARRAY_KEYS
         self._folded: Any = None  # numpy.ndarray (sorted int64) once the set has been folded
+        self._disk: sqlite3.Connection | None = None
+        self._disk_keys = 0
+        self._filter: memoryview | None = None
+        self._filter_mask = (1 << self.FILTER_BITS) - 1
 
     def __len__(self) -> int:
-        return len(self.recent) + (0 if self._folded is None else int(self._folded.size))
+        return len(self.recent) + (0 if self._folded is None else int(self._folded.size)) + self._disk_keys
 
     def __contains__(self, key: int) -> bool:
         return key in self.recent or self.folded_has(key)
 
+    def __enter__(self) -> DuplicateIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @property
     def has_folded(self) -> bool:
-        return self._folded is not None
+        return self._folded is not None or self._disk is not None
+
+    @property
+    def on_disk(self) -> int:
+        """How many keys the disk tier holds."""
+        return self._disk_keys
 
     def folded_has(self, key: int) -> bool:
+        """Whether ``key`` is in the array or on disk (the set is the caller's to check first)."""
         folded = self._folded
-        if folded is None:
+        if folded is not None:
+            at = int(folded.searchsorted(key))
+            if at < folded.size and int(folded[at]) == key:
+                return True
+        if self._disk is None:
             return False
-        at = int(folded.searchsorted(key))
-        return at < folded.size and int(folded[at]) == key
+        bit = key & self._filter_mask
+        if not self._filter[bit >> 3] >> (bit & 7) & 1:
+            return False
+        return self._disk.execute("SELECT 1 FROM seen WHERE key = ?", (key,)).fetchone() is not None
 
     def add(self, key: int) -> None:
         self.recent.add(key)
@@ -410,16 +447,54 @@ class DuplicateIndex:
             self.fold()
 
     def fold(self) -> None:
-        """Move the set's keys into the sorted array (the keys of the two are disjoint)."""
+        """Move the set's keys into the sorted array, and the array to disk first when it is full."""
         if not self.recent:
             return
         import numpy as np
 
         new = np.fromiter(self.recent, dtype=np.int64, count=len(self.recent))
         self.recent.clear()
-        merged = new if self._folded is None else np.concatenate((self._folded, new))
-        merged.sort()
-        self._folded = merged
+        new.sort()
+        folded = self._folded
+        if folded is not None and folded.size + new.size > self.array_keys:
+            self._to_disk(folded)
+            folded = self._folded = None
+        if folded is None:
+            self._folded = new
+        else:
+            merged = np.concatenate((folded, new))
+            self._folded = None
+            del folded
+            merged.sort(kind="stable")  # two sorted runs: a linear merge
+            self._folded = merged
+
+    def _to_disk(self, keys: Any) -> None:
+        import numpy as np
+
+        if self._disk is None:
+            self._disk = sqlite3.connect("")  # private, on disk, deleted on close (and unlinked at once)
+            self._disk.execute(f"PRAGMA cache_size = -{int(self.CACHE_KIB)}")
+            self._disk.execute("PRAGMA journal_mode = OFF")
+            self._disk.execute("PRAGMA synchronous = OFF")
+            self._disk.execute("CREATE TABLE seen (key INTEGER PRIMARY KEY)")
+            self._filter_array = np.zeros(1 << (self.FILTER_BITS - 3), dtype=np.uint8)
+            self._filter = memoryview(self._filter_array)
+        bits = keys & self._filter_mask
+        np.bitwise_or.at(self._filter_array, bits >> 3, np.left_shift(1, bits & 7).astype(np.uint8))
+        del bits
+        for start in range(0, keys.size, self._INSERT_CHUNK):
+            self._disk.executemany("INSERT INTO seen VALUES (?)",
+                                   zip(keys[start:start + self._INSERT_CHUNK].tolist()))
+        self._disk.commit()
+        self._disk_keys += int(keys.size)
+
+    def close(self) -> None:
+        """Drop the disk tier (its file goes with the connection)."""
+        if self._disk is not None:
+            self._disk.close()
+            self._disk = None
+            self._filter = None
+            self._filter_array = None
 
 
 class Sanitizer:
@@ -580,7 +655,7 @@ def sanitize_file(
     sanitizer = Sanitizer()
     report = sanitizer.report
     dropped = 0
-    with atomic_output(out_path) as out:
+    with sanitizer.seen, atomic_output(out_path) as out:
         rejects_cm = atomic_output(rejects_path) if rejects_path else None
         rejects = rejects_cm.__enter__() if rejects_cm else None
         try:
