@@ -140,6 +140,25 @@ def test_a_run_over_ssh_survives_the_host_vanishing_and_matches_a_local_run(remo
                 assert SECRET.encode() not in path.read_bytes(), path
 
 
+def test_the_pull_replaces_a_mirror_of_the_same_size_and_second(remote, tmp_path):
+    """The follower's mirror can differ from the trainer's file yet match its size and mtime second
+    (how the CI run lost step 60): rsync's quick check would keep the mirror; the pull compares contents."""
+    target, root = remote
+    remote_run, here = root / "runs" / "job1", tmp_path / "here"
+    remote_run.mkdir(parents=True)
+    here.mkdir()
+    (remote_run / "metrics.jsonl").write_text('{"step": 60}\n{"step": 61}\n')
+    (here / "metrics.jsonl").write_text('{"step": 60}\n"step": 61}\n\n')  # read from inside a line
+    assert (here / "metrics.jsonl").stat().st_size == (remote_run / "metrics.jsonl").stat().st_size
+    for name, text in (("train.log", "log\n"), ("status.json", '{"state": "succeeded"}')):
+        (remote_run / name).write_text(text)
+    stamp = (remote_run / "metrics.jsonl").stat().st_mtime
+    os.utime(here / "metrics.jsonl", (stamp, stamp))
+    target.pull({"remote_run": str(remote_run)}, here)
+    assert (here / "metrics.jsonl").read_text() == '{"step": 60}\n{"step": 61}\n'
+    assert json.loads((here / "status.json").read_text())["state"] == "succeeded"
+
+
 def test_kill_9_there_is_a_failed_run_here_and_resume_continues(remote, smoke_dir, train_file):
     target, root = remote
     steps = 200  # long enough that the trainer still runs when the kill comes, on a fast machine too

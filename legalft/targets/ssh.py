@@ -119,11 +119,15 @@ class SshHost:
 
     def rsync(self, sources: list[str], target: str, *, upload: bool, delete: bool = False,
               excludes: tuple[str, ...] = ("__pycache__", "*.pyc"), timeout: float = 3600.0,
-              what: str = "copying files") -> None:
-        """``rsync -a`` over the same connection; ``upload`` from here to the host, else back."""
+              what: str = "copying files", checksum: bool = False) -> None:
+        """``rsync -a`` over the same connection; ``upload`` from here to the host, else back.
+        ``checksum`` compares contents, not size and time: for a file this side also writes (the
+        live mirror of the metrics), whose size and second can match a different content there."""
         shell = shlex.join(["ssh", *self.options()])
         remote = lambda path: f"{self.destination}:{path}"
         argv = ["rsync", "-a", "--partial", "-e", shell, *[f"--exclude={e}" for e in excludes]]
+        if checksum:
+            argv.append("--checksum")
         if delete:
             argv.append("--delete")
         argv += sources if upload else [remote(s) for s in sources]
@@ -411,8 +415,9 @@ class SshTarget(Target):
             source = f"{remote_run}/{name}" + ("/" if name in ("adapter", "merged") else "")
             target = str(run_dir / name) + ("/" if name in ("adapter", "merged") else "")
             host.rsync([source], target, upload=False, what=f"fetching {name}")
+        # The mirror here is replaced by what the trainer wrote there, whatever the mirror holds.
         host.rsync([f"{remote_run}/metrics.jsonl", f"{remote_run}/train.log", f"{remote_run}/status.json"],
-                   f"{run_dir}/", upload=False, what="fetching the metrics and log")
+                   f"{run_dir}/", upload=False, what="fetching the metrics and log", checksum=True)
 
     def merge_there(self, info: dict[str, Any], job_id: str) -> dict[str, Any]:
         """Merge on the GPU host before the results come back (``after: merge``)."""
